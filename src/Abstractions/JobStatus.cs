@@ -1,0 +1,169 @@
+namespace StreamGrains;
+
+/// <summary>Lifecycle state of a job.</summary>
+public enum JobState : byte
+{
+    /// <summary>Accepted; subtasks are being deployed and their state restored.</summary>
+    Deploying = 0,
+
+    /// <summary>Every subtask is deployed and restored; sources emit.</summary>
+    Running = 1,
+
+    /// <summary>Every bounded source reached its end and every subtask processed all its input.</summary>
+    Finished = 2,
+
+    /// <summary>User code threw or the runtime failed; see <see cref="JobStatus.Failure"/>.</summary>
+    Failed = 3,
+
+    /// <summary>A cancel was requested; subtasks are stopping.</summary>
+    Cancelling = 4,
+
+    /// <summary>The job was cancelled.</summary>
+    Canceled = 5,
+}
+
+/// <summary>Lifecycle state of one subtask.</summary>
+public enum SubtaskState : byte
+{
+    /// <summary>Not yet deployed.</summary>
+    Created = 0,
+
+    /// <summary>Deployed: operators opened and state restored; waiting for the job to start.</summary>
+    Ready = 1,
+
+    /// <summary>Processing.</summary>
+    Running = 2,
+
+    /// <summary>All input processed and forwarded.</summary>
+    Finished = 3,
+
+    /// <summary>Stopped by an exception.</summary>
+    Failed = 4,
+
+    /// <summary>Stopped by a cancel.</summary>
+    Canceled = 5,
+}
+
+/// <summary>Extension methods for <see cref="JobState"/>.</summary>
+public static class JobStateExtensions
+{
+    /// <summary>Whether the job can no longer change state.</summary>
+    public static bool IsTerminal(this JobState state) => state is JobState.Finished or JobState.Failed or JobState.Canceled;
+}
+
+/// <summary>Why a job failed: which operator, which subtask, which exception.</summary>
+[GenerateSerializer, Immutable]
+public sealed record JobFailure
+{
+    /// <summary>Uid of the operator whose code threw, or null when the failure was not in an operator.</summary>
+    [Id(0)] public string? OperatorUid { get; init; }
+
+    /// <summary>Index of the subtask that failed, or -1 when the failure was not in a subtask.</summary>
+    [Id(1)] public int SubtaskIndex { get; init; } = -1;
+
+    /// <summary>Full name of the exception's type.</summary>
+    [Id(2)] public required string ExceptionType { get; init; }
+
+    /// <summary>The exception's message.</summary>
+    [Id(3)] public required string Message { get; init; }
+
+    /// <summary>The exception's stack trace, when known.</summary>
+    [Id(4)] public string? StackTrace { get; init; }
+
+    /// <summary>Builds a failure description from an exception.</summary>
+    public static JobFailure FromException(Exception exception, string? operatorUid, int subtaskIndex) => new()
+    {
+        OperatorUid = operatorUid,
+        SubtaskIndex = subtaskIndex,
+        ExceptionType = exception.GetType().FullName ?? exception.GetType().Name,
+        Message = exception.Message,
+        StackTrace = exception.ToString(),
+    };
+
+    /// <inheritdoc />
+    public override string ToString() => OperatorUid is null
+        ? $"{ExceptionType}: {Message}"
+        : $"operator '{OperatorUid}' subtask {SubtaskIndex} threw {ExceptionType}: {Message}";
+}
+
+/// <summary>Status and counters of one subtask.</summary>
+[GenerateSerializer, Immutable]
+public sealed record SubtaskStatus
+{
+    /// <summary>Name of the chain this subtask runs (the Uids of its operators joined by " -> ").</summary>
+    [Id(0)] public required string Chain { get; init; }
+
+    /// <summary>Index of the subtask within its chain.</summary>
+    [Id(1)] public int Index { get; init; }
+
+    /// <summary>Parallelism of the chain.</summary>
+    [Id(2)] public int Parallelism { get; init; }
+
+    /// <summary>Lifecycle state.</summary>
+    [Id(3)] public SubtaskState State { get; init; }
+
+    /// <summary>Address of the silo the subtask runs on.</summary>
+    [Id(4)] public string? Silo { get; init; }
+
+    /// <summary>Key groups owned by the subtask (empty for non-keyed chains).</summary>
+    [Id(5)] public KeyGroupRange KeyGroups { get; init; } = KeyGroupRange.Empty;
+
+    /// <summary>Records received from input channels or read from the source.</summary>
+    [Id(6)] public long RecordsIn { get; init; }
+
+    /// <summary>Records sent to output channels or written to sinks.</summary>
+    [Id(7)] public long RecordsOut { get; init; }
+
+    /// <summary>Largest number of batches seen in flight on one input channel (received, not yet processed).</summary>
+    [Id(8)] public int MaxInFlightBatchesPerInputChannel { get; init; }
+
+    /// <summary>Largest number of batches this subtask had sent on one output channel without credit back.</summary>
+    [Id(9)] public int MaxUnacknowledgedBatchesPerOutputChannel { get; init; }
+
+    /// <summary>Duplicate batches dropped by the input channels.</summary>
+    [Id(10)] public long DuplicateBatchesDropped { get; init; }
+
+    /// <summary>Batches that arrived ahead of their turn and were held back to restore order.</summary>
+    [Id(11)] public long BatchesReordered { get; init; }
+
+    /// <summary>Whether the subtask's chain starts with a source.</summary>
+    [Id(12)] public bool IsSource { get; init; }
+}
+
+/// <summary>A snapshot of a job's status.</summary>
+[GenerateSerializer, Immutable]
+public sealed record JobStatus
+{
+    /// <summary>The job.</summary>
+    [Id(0)] public required JobId JobId { get; init; }
+
+    /// <summary>The job definition's type name.</summary>
+    [Id(1)] public required string JobType { get; init; }
+
+    /// <summary>Lifecycle state.</summary>
+    [Id(2)] public JobState State { get; init; }
+
+    /// <summary>Increases with every state change; use it to wait for the next change.</summary>
+    [Id(3)] public long Version { get; init; }
+
+    /// <summary>The current attempt (1 for the first deployment).</summary>
+    [Id(4)] public int Attempt { get; init; }
+
+    /// <summary>When the job was submitted.</summary>
+    [Id(5)] public DateTimeOffset SubmittedAt { get; init; }
+
+    /// <summary>When the job reached a terminal state, if it did.</summary>
+    [Id(6)] public DateTimeOffset? EndedAt { get; init; }
+
+    /// <summary>Why the job failed, when <see cref="State"/> is <see cref="JobState.Failed"/>.</summary>
+    [Id(7)] public JobFailure? Failure { get; init; }
+
+    /// <summary>Per-subtask status and counters (as of the last refresh).</summary>
+    [Id(8)] public IReadOnlyList<SubtaskStatus> Subtasks { get; init; } = [];
+
+    /// <summary>Records read by all sources so far.</summary>
+    public long SourceRecords => Subtasks.Where(static s => s.IsSource).Sum(static s => s.RecordsIn);
+
+    /// <inheritdoc />
+    public override string ToString() => Failure is null ? $"{JobId} {State}" : $"{JobId} {State}: {Failure}";
+}

@@ -1,0 +1,47 @@
+namespace StreamGrains.Grains;
+
+/// <summary>Silo-wide settings of the StreamGrains runtime (section <c>StreamGrains</c> of appsettings.json).</summary>
+public sealed class StreamGrainsOptions
+{
+    /// <summary>Configuration section name.</summary>
+    public const string SectionName = "StreamGrains";
+
+    /// <summary>Directory for local state (RocksDB instances of the subtasks on this silo).</summary>
+    public string StateDirectory { get; set; } = Path.Combine(Path.GetTempPath(), "streamgrains", "state");
+
+    /// <summary>Capacity of the block cache shared by all RocksDB instances of the silo, in MiB.</summary>
+    public int BlockCacheMb { get; set; } = 256;
+
+    /// <summary>Memtable budget shared by all RocksDB instances of the silo, in MiB.</summary>
+    public int WriteBufferMb { get; set; } = 128;
+
+    /// <summary>Entries of the write-back cache in front of each keyed operator's RocksDB instance (0 disables it).</summary>
+    public int StateCacheEntries { get; set; } = 65_536;
+
+    /// <summary>Whether a subtask deletes its local state directory when it stops.</summary>
+    public bool DeleteLocalStateOnStop { get; set; } = true;
+
+    /// <summary>Returns the problems with these settings; empty when valid.</summary>
+    public IEnumerable<string> Validate()
+    {
+        if (string.IsNullOrWhiteSpace(StateDirectory))
+        {
+            yield return "StreamGrains:StateDirectory must be set.";
+        }
+
+        if (BlockCacheMb < 1)
+        {
+            yield return $"StreamGrains:BlockCacheMb must be at least 1, was {BlockCacheMb}.";
+        }
+
+        if (WriteBufferMb < 1)
+        {
+            yield return $"StreamGrains:WriteBufferMb must be at least 1, was {WriteBufferMb}.";
+        }
+
+        if (StateCacheEntries < 0)
+        {
+            yield return $"StreamGrains:StateCacheEntries must not be negative, was {StateCacheEntries}.";
+        }
+    }
+}

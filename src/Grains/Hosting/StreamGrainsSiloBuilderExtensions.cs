@@ -1,0 +1,52 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
+using StreamGrains.Grains.Channels;
+using StreamGrains.Grains.Placement;
+using StreamGrains.State.RocksDb;
+
+namespace StreamGrains.Grains;
+
+/// <summary>Adds the StreamGrains runtime to a silo.</summary>
+public static class StreamGrainsSiloBuilderExtensions
+{
+    /// <summary>
+    /// Registers the job, subtask and collector grains, subtask placement, the batch transport and the RocksDB resources
+    /// shared by the silo's subtasks. Options come from <paramref name="configure"/> and any other configuration of
+    /// <see cref="StreamGrainsOptions"/>; they are validated when the silo starts.
+    /// </summary>
+    public static ISiloBuilder AddStreamGrains(this ISiloBuilder builder, Action<StreamGrainsOptions>? configure = null)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        var options = builder.Services.AddOptions<StreamGrainsOptions>();
+        if (configure is not null)
+        {
+            options.Configure(configure);
+        }
+
+        options.ValidateOnStart();
+        builder.Services.TryAddSingleton<IValidateOptions<StreamGrainsOptions>, StreamGrainsOptionsValidator>();
+        builder.Services.TryAddSingleton(TimeProvider.System);
+        builder.Services.TryAddSingleton<IBatchTransport, GrainBatchTransport>();
+        builder.Services.TryAddSingleton(static sp =>
+        {
+            var o = sp.GetRequiredService<IOptions<StreamGrainsOptions>>().Value;
+            return new RocksDbResources(new RocksDbResourceOptions
+            {
+                BlockCacheBytes = (long)o.BlockCacheMb << 20,
+                WriteBufferBytes = (long)o.WriteBufferMb << 20,
+            });
+        });
+        builder.Services.AddPlacementDirector<SubtaskPlacementStrategy, SubtaskPlacementDirector>();
+        return builder;
+    }
+
+    private sealed class StreamGrainsOptionsValidator : IValidateOptions<StreamGrainsOptions>
+    {
+        public ValidateOptionsResult Validate(string? name, StreamGrainsOptions options)
+        {
+            var errors = options.Validate().ToList();
+            return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+        }
+    }
+}

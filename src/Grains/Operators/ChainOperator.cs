@@ -1,0 +1,131 @@
+using StreamGrains.Functions;
+
+namespace StreamGrains.Grains.Operators;
+
+/// <summary>Receives records inside a chain.</summary>
+internal interface IRecordInput<in T>
+{
+    void Process(T record);
+}
+
+/// <summary>Drops records (an operator whose output nobody reads).</summary>
+internal sealed class DiscardInput<T> : IRecordInput<T>
+{
+    public static readonly DiscardInput<T> Instance = new();
+
+    public void Process(T record)
+    {
+    }
+}
+
+/// <summary>Hands each record to several inputs (an operator with several consumers).</summary>
+internal sealed class BroadcastInput<T>(IRecordInput<T>[] targets) : IRecordInput<T>
+{
+    public void Process(T record)
+    {
+        foreach (var target in targets)
+        {
+            target.Process(record);
+        }
+    }
+}
+
+/// <summary>An exception thrown by user code, with the operator it came from.</summary>
+internal sealed class OperatorException(string operatorUid, Exception innerException)
+    : Exception($"Operator '{operatorUid}' threw {innerException.GetType().Name}: {innerException.Message}", innerException)
+{
+    public string OperatorUid { get; } = operatorUid;
+}
+
+/// <summary>
+/// One operator of a chain at run time.
+/// </summary>
+/// <remarks>
+/// Lifecycle, in order, all on the subtask's mailbox: <see cref="Open"/> (state restored) → records, timers and
+/// <see cref="AfterBatchAsync"/> calls interleaved → <see cref="EndOfInputAsync"/> once all input ended (not on cancel) →
+/// <see cref="CloseAsync"/>. User exceptions leave as <see cref="OperatorException"/>.
+/// </remarks>
+internal abstract class ChainOperator(string uid)
+{
+    public string Uid { get; } = uid;
+
+    /// <summary>Earliest pending timer, if the operator has timers.</summary>
+    public virtual long? NextTimerTimestamp => null;
+
+    public virtual void Open(OperatorContext context)
+    {
+    }
+
+    /// <summary>Called after each input batch or source poll; an operator that buffers may apply backpressure here.</summary>
+    public virtual ValueTask AfterBatchAsync(CancellationToken cancellationToken) => ValueTask.CompletedTask;
+
+    /// <summary>Called once when all input has been processed.</summary>
+    public virtual ValueTask EndOfInputAsync(CancellationToken cancellationToken) => ValueTask.CompletedTask;
+
+    /// <summary>Fires every timer due at <paramref name="now"/>.</summary>
+    public virtual void FireTimers(long now)
+    {
+    }
+
+    /// <summary>Releases the operator's resources (user functions are closed, state is closed).</summary>
+    public virtual ValueTask CloseAsync() => ValueTask.CompletedTask;
+
+    protected OperatorException Wrap(Exception exception) => exception as OperatorException ?? new OperatorException(Uid, exception);
+}
+
+internal sealed class MapOperator<TIn, TOut>(string uid, Func<TIn, TOut> function, IRecordInput<TOut> next) : ChainOperator(uid), IRecordInput<TIn>
+{
+    public void Process(TIn record)
+    {
+        TOut result;
+        try
+        {
+            result = function(record);
+        }
+        catch (Exception ex)
+        {
+            throw Wrap(ex);
+        }
+
+        next.Process(result);
+    }
+}
+
+internal sealed class FilterOperator<T>(string uid, Func<T, bool> predicate, IRecordInput<T> next) : ChainOperator(uid), IRecordInput<T>
+{
+    public void Process(T record)
+    {
+        bool keep;
+        try
+        {
+            keep = predicate(record);
+        }
+        catch (Exception ex)
+        {
+            throw Wrap(ex);
+        }
+
+        if (keep)
+        {
+            next.Process(record);
+        }
+    }
+}
+
+internal sealed class FlatMapOperator<TIn, TOut>(string uid, Action<TIn, ICollector<TOut>> function, IRecordInput<TOut> next)
+    : ChainOperator(uid), IRecordInput<TIn>, ICollector<TOut>
+{
+    public void Process(TIn record)
+    {
+        try
+        {
+            function(record, this);
+        }
+        catch (Exception ex) when (ex is not OperatorException)
+        {
+            throw Wrap(ex);
+        }
+    }
+
+    public void Collect(TOut record) => next.Process(record);
+}

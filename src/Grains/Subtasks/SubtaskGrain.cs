@@ -1,0 +1,120 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Orleans.Concurrency;
+using StreamGrains.Grains.Channels;
+using StreamGrains.Grains.Operators;
+using StreamGrains.Grains.Placement;
+using StreamGrains.Runtime;
+
+namespace StreamGrains.Grains.Subtasks;
+
+/// <summary>The grain of one subtask: a thin shell that hands calls to its <see cref="SubtaskRunner"/>.</summary>
+/// <remarks>
+/// Reentrant so that batches, credits and status calls are never blocked behind a long deploy or the mailbox loop;
+/// all of them run on the grain's scheduler one turn at a time, and only the runner's loop touches operators.
+/// </remarks>
+[GrainType("streamgrains.subtask")]
+[SubtaskPlacement]
+[Reentrant]
+[CollectionAgeLimit(AlwaysActive = true)]
+internal sealed class SubtaskGrain(
+    IServiceProvider services,
+    ILocalSiloDetails silo,
+    IOptions<StreamGrainsOptions> options,
+    Orleans.Serialization.Serializer serializer,
+    IBatchTransport transport,
+    TimeProvider time,
+    ILogger<SubtaskGrain> logger) : Grain, ISubtaskGrain, ISubtaskListener
+{
+    private SubtaskRunner? _runner;
+
+    public Task<DeployResult> Deploy(SubtaskDeployment deployment)
+    {
+        ArgumentNullException.ThrowIfNull(deployment);
+        var key = this.GetPrimaryKeyString();
+        if (deployment.Subtask.GrainKey != key)
+        {
+            throw new ArgumentException($"Deployment for subtask {deployment.Subtask} was sent to grain {key}.", nameof(deployment));
+        }
+
+        if (_runner is not null)
+        {
+            throw new InvalidOperationException($"Subtask {key} is already deployed.");
+        }
+
+        var runner = new SubtaskRunner(deployment, new SubtaskServices
+        {
+            Services = services,
+            Serializer = serializer,
+            Transport = transport,
+            Options = options.Value,
+            Time = time,
+            Logger = logger,
+            Listener = this,
+        });
+        _runner = runner;
+        try
+        {
+            return Task.FromResult(runner.Open(silo.SiloAddress.ToString()));
+        }
+        catch (Exception ex)
+        {
+            logger.LogWarning(ex, "Subtask {Subtask} could not be deployed", key);
+            _ = ReleaseAsync();
+            var failure = ex is OperatorException op
+                ? JobFailure.FromException(op.InnerException!, op.OperatorUid, deployment.Subtask.Index)
+                : JobFailure.FromException(ex, operatorUid: null, deployment.Subtask.Index);
+            return Task.FromResult(new DeployResult { Silo = silo.SiloAddress.ToString(), Failure = failure });
+        }
+    }
+
+    public Task Start()
+    {
+        Runner.Start();
+        return Task.CompletedTask;
+    }
+
+    public Task Deliver(DataBatch batch)
+    {
+        Runner.Deliver(batch);
+        return Task.CompletedTask;
+    }
+
+    public Task AddCredits(int edgeId, int receiverIndex, int credits)
+    {
+        _runner?.AddCredits(edgeId, receiverIndex, credits);
+        return Task.CompletedTask;
+    }
+
+    public Task<SubtaskStatus> GetStatus() => Task.FromResult(_runner?.GetStatus() ?? new SubtaskStatus { Chain = string.Empty, State = SubtaskState.Created, Silo = silo.SiloAddress.ToString() });
+
+    public Task Cancel() => ReleaseAsync();
+
+    public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
+    {
+        if (_runner is { } runner)
+        {
+            _runner = null;
+            await runner.DisposeAsync();
+        }
+    }
+
+    void ISubtaskListener.OnFinished(SubtaskId subtask) =>
+        _ = GrainFactory.GetGrain<IJobGrain>(subtask.Job.Value).OnSubtaskFinished(subtask);
+
+    void ISubtaskListener.OnFailed(SubtaskId subtask, JobFailure failure) =>
+        _ = GrainFactory.GetGrain<IJobGrain>(subtask.Job.Value).OnSubtaskFailed(subtask, failure);
+
+    private SubtaskRunner Runner => _runner ?? throw new InvalidOperationException($"Subtask {this.GetPrimaryKeyString()} is not deployed (it may have been cancelled or its silo restarted).");
+
+    private async Task ReleaseAsync()
+    {
+        if (_runner is { } runner)
+        {
+            _runner = null;
+            await runner.DisposeAsync();
+        }
+
+        DeactivateOnIdle();
+    }
+}

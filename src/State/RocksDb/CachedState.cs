@@ -1,0 +1,151 @@
+using System.Buffers;
+using System.Diagnostics.CodeAnalysis;
+using RocksDbSharp;
+
+namespace StreamGrains.State.RocksDb;
+
+/// <summary>A state whose values are cached in memory and written back in batches.</summary>
+internal interface ICachedState
+{
+    /// <summary>Adds a put or delete for every dirty entry to <paramref name="batch"/> and marks the entries clean.</summary>
+    void WriteDirty(WriteBatch batch);
+
+    /// <summary>Forgets every entry (they must be clean).</summary>
+    void ClearCache();
+}
+
+/// <summary>
+/// One value per key (value, list and reducing state), read through and written back via the backend's cache.
+/// </summary>
+internal abstract class CachedState<TKey, TValue> : ICachedState, ISpanDeserializer<CachedState<TKey, TValue>.Found>
+    where TKey : notnull
+{
+    private readonly Dictionary<byte[], Entry> _cache = new(ByteArrayComparer.Instance);
+    private readonly Dictionary<byte[], Entry>.AlternateLookup<ReadOnlySpan<byte>> _lookup;
+
+    protected CachedState(RocksDbKeyedStateBackend<TKey> backend, ColumnFamilyHandle columnFamily)
+    {
+        Backend = backend;
+        ColumnFamily = columnFamily;
+        _lookup = _cache.GetAlternateLookup<ReadOnlySpan<byte>>();
+    }
+
+    protected RocksDbKeyedStateBackend<TKey> Backend { get; }
+
+    protected ColumnFamilyHandle ColumnFamily { get; }
+
+    public void WriteDirty(WriteBatch batch)
+    {
+        var scratch = Backend.ValueScratch;
+        foreach (var (key, entry) in _cache)
+        {
+            if (!entry.Dirty)
+            {
+                continue;
+            }
+
+            if (entry.Present)
+            {
+                scratch.ResetWrittenCount();
+                Encode(entry.Value!, scratch);
+                batch.Put(key, scratch.WrittenSpan, ColumnFamily);
+            }
+            else
+            {
+                batch.Delete(key, ColumnFamily);
+            }
+
+            entry.Dirty = false;
+        }
+    }
+
+    public void ClearCache() => _cache.Clear();
+
+    Found ISpanDeserializer<Found>.Deserialize(ReadOnlySpan<byte> buffer) => new(true, Decode(buffer));
+
+    protected abstract TValue Decode(ReadOnlySpan<byte> bytes);
+
+    protected abstract void Encode(TValue value, IBufferWriter<byte> output);
+
+    /// <summary>Reads the current key's value.</summary>
+    protected bool TryRead([MaybeNullWhen(false)] out TValue value)
+    {
+        var key = Backend.CurrentKeyBytes;
+        if (!Backend.CacheEnabled)
+        {
+            var found = Backend.Database.Get(key, this, ColumnFamily);
+            value = found.Value;
+            return found.Exists;
+        }
+
+        if (_lookup.TryGetValue(key, out var entry))
+        {
+            value = entry.Value;
+            return entry.Present;
+        }
+
+        var loaded = Backend.Database.Get(key, this, ColumnFamily);
+        Backend.ReserveCacheSlot();
+        _lookup[key] = new Entry { Value = loaded.Value, Present = loaded.Exists };
+        value = loaded.Value;
+        return loaded.Exists;
+    }
+
+    /// <summary>Sets the current key's value.</summary>
+    protected void Write(TValue value)
+    {
+        var key = Backend.CurrentKeyBytes;
+        if (!Backend.CacheEnabled)
+        {
+            var scratch = Backend.ValueScratch;
+            scratch.ResetWrittenCount();
+            Encode(value, scratch);
+            Backend.Database.Put(key, scratch.WrittenSpan, ColumnFamily, Backend.WriteOptions);
+            return;
+        }
+
+        var entry = GetOrAddEntry(key);
+        entry.Value = value;
+        entry.Present = true;
+        entry.Dirty = true;
+    }
+
+    /// <summary>Removes the current key's value.</summary>
+    protected void Delete()
+    {
+        var key = Backend.CurrentKeyBytes;
+        if (!Backend.CacheEnabled)
+        {
+            Backend.Database.Remove(key, ColumnFamily, Backend.WriteOptions);
+            return;
+        }
+
+        var entry = GetOrAddEntry(key);
+        entry.Value = default;
+        entry.Present = false;
+        entry.Dirty = true;
+    }
+
+    private Entry GetOrAddEntry(ReadOnlySpan<byte> key)
+    {
+        if (!_lookup.TryGetValue(key, out var entry))
+        {
+            Backend.ReserveCacheSlot();
+            entry = new Entry();
+            _lookup[key] = entry;
+        }
+
+        return entry;
+    }
+
+    internal readonly record struct Found(bool Exists, TValue? Value);
+
+    private sealed class Entry
+    {
+        public TValue? Value { get; set; }
+
+        public bool Present { get; set; }
+
+        public bool Dirty { get; set; }
+    }
+}

@@ -1,0 +1,99 @@
+using RocksDbSharp;
+
+namespace StreamGrains.State.RocksDb;
+
+/// <summary>Memory and thread budgets shared by every RocksDB instance of a process.</summary>
+public sealed record RocksDbResourceOptions
+{
+    /// <summary>Capacity of the shared block cache. Default 256 MiB.</summary>
+    public long BlockCacheBytes { get; init; } = 256L << 20;
+
+    /// <summary>Memtable budget over all instances, charged to the block cache. Default 128 MiB.</summary>
+    public long WriteBufferBytes { get; init; } = 128L << 20;
+
+    /// <summary>Memtable size of one column family. Default 16 MiB.</summary>
+    public long ColumnFamilyWriteBufferBytes { get; init; } = 16L << 20;
+
+    /// <summary>Background flush and compaction threads. Default: the processor count.</summary>
+    public int BackgroundThreads { get; init; } = Environment.ProcessorCount;
+}
+
+/// <summary>
+/// The block cache and write-buffer manager shared by all RocksDB instances of a process (a silo), and the options
+/// every instance is opened with.
+/// </summary>
+/// <remarks>Create one per process and dispose it after every instance using it was disposed.</remarks>
+public sealed class RocksDbResources : IDisposable
+{
+    private readonly IntPtr _writeBufferManager;
+    private bool _disposed;
+
+    /// <summary>Creates the shared resources.</summary>
+    public RocksDbResources(RocksDbResourceOptions? options = null)
+    {
+        Options = options ?? new RocksDbResourceOptions();
+        if (Options.BlockCacheBytes <= 0 || Options.WriteBufferBytes <= 0 || Options.ColumnFamilyWriteBufferBytes <= 0 || Options.BackgroundThreads <= 0)
+        {
+            throw new ArgumentException($"RocksDB resource options must all be positive: {Options}", nameof(options));
+        }
+
+        BlockCache = Cache.CreateLru((ulong)Options.BlockCacheBytes);
+        _writeBufferManager = Native.Instance.rocksdb_write_buffer_manager_create_with_cache((UIntPtr)Options.WriteBufferBytes, BlockCache.Handle, 0);
+    }
+
+    /// <summary>The budgets.</summary>
+    public RocksDbResourceOptions Options { get; }
+
+    /// <summary>The shared block cache.</summary>
+    public Cache BlockCache { get; }
+
+    /// <summary>Bytes currently held by the block cache (including memtables charged to it).</summary>
+    public long BlockCacheUsage => (long)BlockCache.GetUsage();
+
+    /// <summary>Options of a database: WAL is not used (durability comes from checkpoints), shared write-buffer budget.</summary>
+    public DbOptions CreateDbOptions()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var options = new DbOptions()
+            .SetCreateIfMissing(true)
+            .SetCreateMissingColumnFamilies(true)
+            .IncreaseParallelism(Options.BackgroundThreads)
+            .SetMaxOpenFiles(-1)
+            .SetInfoLogLevel(InfoLogLevel.Warn)
+            .SetKeepLogFileNum(2);
+        Native.Instance.rocksdb_options_set_write_buffer_manager(options.Handle, _writeBufferManager);
+        return options;
+    }
+
+    /// <summary>Options of a column family: shared block cache, bloom filters, LZ4.</summary>
+    public ColumnFamilyOptions CreateColumnFamilyOptions()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var table = new BlockBasedTableOptions()
+            .SetBlockCache(BlockCache)
+            .SetFilterPolicy(BloomFilterPolicy.Create(10, false))
+            .SetCacheIndexAndFilterBlocks(true)
+            .SetPinL0FilterAndIndexBlocksInCache(true)
+            .SetFormatVersion(5)
+            .SetBlockSize(16 * 1024);
+        var options = new ColumnFamilyOptions()
+            .SetBlockBasedTableFactory(table)
+            .SetWriteBufferSize((ulong)Options.ColumnFamilyWriteBufferBytes)
+            .SetMaxWriteBufferNumber(3)
+            .SetCompression(Compression.Lz4)
+            .SetLevelCompactionDynamicLevelBytes(true);
+        return options;
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+
+        _disposed = true;
+        Native.Instance.rocksdb_write_buffer_manager_destroy(_writeBufferManager);
+    }
+}
