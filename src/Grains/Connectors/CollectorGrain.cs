@@ -2,7 +2,11 @@ using StreamGrains.Runtime;
 
 namespace StreamGrains.Grains.Connectors;
 
-/// <summary>Keeps the records of one collect sink in memory, deduplicating batches by (sender, sequence).</summary>
+/// <summary>
+/// Keeps the records of one collect sink in memory. Orleans may deliver a sender's concurrent calls out of order, so
+/// batches are applied per sender in sequence order (later ones wait for earlier ones) and duplicates are dropped:
+/// in upsert mode the last record per key is then the last one the sink wrote.
+/// </summary>
 [GrainType("streamgrains.collector")]
 [CollectionAgeLimit(AlwaysActive = true)]
 internal sealed class CollectorGrain : Grain, ICollectorGrain
@@ -10,20 +14,36 @@ internal sealed class CollectorGrain : Grain, ICollectorGrain
     private static readonly object NullKey = new();
     private readonly List<object?> _records = [];
     private readonly Dictionary<object, int> _positions = [];
-    private readonly HashSet<(int Sender, long Sequence)> _seen = [];
+    private readonly Dictionary<int, SenderState> _senders = [];
 
     public Task Append(CollectedBatch batch)
     {
         ArgumentNullException.ThrowIfNull(batch);
-        if (!_seen.Add((batch.SenderIndex, batch.Sequence)))
+        if (!_senders.TryGetValue(batch.SenderIndex, out var sender))
+        {
+            _senders[batch.SenderIndex] = sender = new SenderState();
+        }
+
+        if (batch.Sequence < sender.Expected || !sender.Held.TryAdd(batch.Sequence, batch))
         {
             return Task.CompletedTask;
         }
 
+        while (sender.Held.Remove(sender.Expected, out var next))
+        {
+            Apply(next);
+            sender.Expected++;
+        }
+
+        return Task.CompletedTask;
+    }
+
+    private void Apply(CollectedBatch batch)
+    {
         if (batch.Keys is not { } keys)
         {
             _records.AddRange(batch.Records);
-            return Task.CompletedTask;
+            return;
         }
 
         for (var i = 0; i < batch.Records.Length; i++)
@@ -39,8 +59,6 @@ internal sealed class CollectorGrain : Grain, ICollectorGrain
                 _records.Add(batch.Records[i]);
             }
         }
-
-        return Task.CompletedTask;
     }
 
     public Task<CollectedPage> Read(int offset, int count)
@@ -56,7 +74,14 @@ internal sealed class CollectorGrain : Grain, ICollectorGrain
     {
         _records.Clear();
         _positions.Clear();
-        _seen.Clear();
+        _senders.Clear();
         return Task.CompletedTask;
+    }
+
+    private sealed class SenderState
+    {
+        public long Expected { get; set; }
+
+        public Dictionary<long, CollectedBatch> Held { get; } = [];
     }
 }
