@@ -1,6 +1,8 @@
 using System.Net;
 using Azure.Data.Tables;
 using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Orleans.Serialization;
 using Microsoft.Extensions.Hosting;
 using Orleans.Configuration;
 using StreamGrains.Grains;
@@ -27,7 +29,9 @@ internal static class RunCommand
         builder.Configuration.AddEnvironmentVariables("STREAMGRAINS_");
         var cluster = builder.Configuration.GetSection(ClusterSettings.SectionName).Get<ClusterSettings>() ?? new ClusterSettings();
         var runtime = builder.Configuration.GetSection(StreamGrainsOptions.SectionName).Get<StreamGrainsOptions>() ?? new StreamGrainsOptions();
+        var jobAssemblyPaths = builder.Configuration.GetSection("StreamGrains:JobAssemblies").Get<string[]>() ?? [];
         var errors = cluster.Validate().Concat(runtime.Validate()).ToList();
+        var jobAssemblies = JobAssemblies.Load(jobAssemblyPaths, errors);
         if (errors.Count > 0)
         {
             await Console.Error.WriteLineAsync("Invalid settings:" + Environment.NewLine + string.Join(Environment.NewLine, errors.Select(static e => "  - " + e)));
@@ -54,6 +58,13 @@ internal static class RunCommand
                 silo.UseDevelopmentClustering(primary);
             }
 
+            silo.Services.AddSerializer(serializer =>
+            {
+                foreach (var assembly in jobAssemblies)
+                {
+                    serializer.AddAssembly(assembly);
+                }
+            });
             silo.AddStreamGrains(o =>
             {
                 o.StateDirectory = Path.GetFullPath(runtime.StateDirectory);
@@ -65,6 +76,11 @@ internal static class RunCommand
         });
 
         using var host = builder.Build();
+        foreach (var assembly in jobAssemblies)
+        {
+            Console.WriteLine($"Job assembly {assembly.GetName().Name} from {assembly.Location}");
+        }
+
         Console.WriteLine($"StreamGrains silo '{cluster.ClusterId}' on {cluster.AdvertisedIPAddress}:{cluster.SiloPort} (gateway {cluster.GatewayPort}), {cluster.Clustering} clustering, state in {Path.GetFullPath(runtime.StateDirectory)}. Ctrl+C stops it.");
         await host.RunAsync(cancellationToken);
         return 0;

@@ -231,6 +231,11 @@ internal sealed class SubtaskRunner : IAsyncDisposable
             try
             {
                 Directory.Delete(StateDirectory, recursive: true);
+                var jobDirectory = Path.GetDirectoryName(StateDirectory)!;
+                if (!Directory.EnumerateFileSystemEntries(jobDirectory).Any())
+                {
+                    Directory.Delete(jobDirectory);
+                }
             }
             catch (IOException ex)
             {
