@@ -105,7 +105,21 @@ internal sealed class SubtaskGrain(
     void ISubtaskListener.OnFailed(SubtaskId subtask, JobFailure failure) =>
         _ = GrainFactory.GetGrain<IJobGrain>(subtask.Job.Value).OnSubtaskFailed(subtask, failure);
 
-    private SubtaskRunner Runner => _runner ?? throw new InvalidOperationException($"Subtask {this.GetPrimaryKeyString()} is not deployed (it may have been cancelled or its silo restarted).");
+    private SubtaskRunner Runner
+    {
+        get
+        {
+            if (_runner is { } runner)
+            {
+                return runner;
+            }
+
+            // A late call (for example a duplicate batch) reached a subtask that was stopped: this activation was created
+            // by the call itself and must not stay alive.
+            DeactivateOnIdle();
+            throw new InvalidOperationException($"Subtask {this.GetPrimaryKeyString()} is not deployed (it may have been stopped or its silo restarted).");
+        }
+    }
 
     private async Task ReleaseAsync()
     {
