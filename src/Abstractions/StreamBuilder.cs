@@ -28,7 +28,7 @@ public sealed class StreamBuilder
     {
         ArgumentNullException.ThrowIfNull(source);
         var node = Add(id => new SourceNode<T>(id, source));
-        return new DataStream<T>(this, [node], Partitioning.Forward);
+        return new DataStream<T>(this, [node], [Partitioning.Forward]);
     }
 
     internal TNode Add<TNode>(Func<int, TNode> create)
@@ -39,11 +39,11 @@ public sealed class StreamBuilder
         return node;
     }
 
-    internal static void Connect(StreamNode target, IReadOnlyList<StreamNode> sources, Partitioning partitioning, KeySelector? key)
+    internal static void Connect(StreamNode target, IReadOnlyList<StreamNode> sources, IReadOnlyList<Partitioning> partitionings, KeySelector? key)
     {
-        foreach (var source in sources)
+        for (var i = 0; i < sources.Count; i++)
         {
-            target.InputList.Add(new StreamEdge(source, target, partitioning, key));
+            target.InputList.Add(new StreamEdge(sources[i], target, partitionings[i], key));
         }
     }
 }
@@ -104,13 +104,14 @@ public abstract class OperatorHandle
 public sealed class DataStream<T> : OperatorHandle
 {
     private readonly StreamBuilder _builder;
-    private readonly Partitioning _partitioning;
+    /// <summary>How each node's records reach the next operator (one entry per node: a union keeps each input's own).</summary>
+    private readonly IReadOnlyList<Partitioning> _partitionings;
 
-    internal DataStream(StreamBuilder builder, IReadOnlyList<StreamNode> nodes, Partitioning partitioning)
+    internal DataStream(StreamBuilder builder, IReadOnlyList<StreamNode> nodes, IReadOnlyList<Partitioning> partitionings)
         : base(nodes)
     {
         _builder = builder;
-        _partitioning = partitioning;
+        _partitionings = partitionings;
     }
 
     /// <summary>Sets the stable Uid of the operator that produces this stream; state is matched by Uid on restore.</summary>
@@ -173,6 +174,7 @@ public sealed class DataStream<T> : OperatorHandle
     {
         ArgumentNullException.ThrowIfNull(others);
         var nodes = new List<StreamNode>(NodesOfHandle);
+        var partitionings = new List<Partitioning>(_partitionings);
         foreach (var other in others)
         {
             if (!ReferenceEquals(other._builder, _builder))
@@ -180,14 +182,21 @@ public sealed class DataStream<T> : OperatorHandle
                 throw new ArgumentException("Cannot union streams of different builders.", nameof(others));
             }
 
-            nodes.AddRange(other.NodesOfHandle);
+            for (var i = 0; i < other.NodesOfHandle.Count; i++)
+            {
+                if (!nodes.Contains(other.NodesOfHandle[i]))
+                {
+                    nodes.Add(other.NodesOfHandle[i]);
+                    partitionings.Add(other._partitionings[i]);
+                }
+            }
         }
 
-        return new DataStream<T>(_builder, nodes.Distinct().ToArray(), _partitioning);
+        return new DataStream<T>(_builder, nodes, partitionings);
     }
 
     /// <summary>Distributes records round-robin to the next operator's subtasks.</summary>
-    public DataStream<T> Rebalance() => new(_builder, NodesOfHandle, Partitioning.Rebalance);
+    public DataStream<T> Rebalance() => new(_builder, NodesOfHandle, NodesOfHandle.Select(static _ => Partitioning.Rebalance).ToArray());
 
     /// <summary>Partitions the stream by key: records with equal keys go to the same subtask and share keyed state.</summary>
     /// <param name="selector">Extracts the key; must be deterministic.</param>
@@ -204,15 +213,15 @@ public sealed class DataStream<T> : OperatorHandle
     {
         ArgumentNullException.ThrowIfNull(sink);
         var node = _builder.Add(id => new SinkNode<T>(id, sink));
-        StreamBuilder.Connect(node, NodesOfHandle, _partitioning, key: null);
+        StreamBuilder.Connect(node, NodesOfHandle, _partitionings, key: null);
         return new SinkHandle(node);
     }
 
     private DataStream<TOut> Then<TOut>(Func<int, StreamNode> create)
     {
         var node = _builder.Add(create);
-        StreamBuilder.Connect(node, NodesOfHandle, _partitioning, key: null);
-        return new DataStream<TOut>(_builder, [node], Graph.Partitioning.Forward);
+        StreamBuilder.Connect(node, NodesOfHandle, _partitionings, key: null);
+        return new DataStream<TOut>(_builder, [node], [Graph.Partitioning.Forward]);
     }
 }
 
@@ -236,8 +245,8 @@ public sealed class KeyedStream<TKey, T>
     {
         ArgumentNullException.ThrowIfNull(function);
         var node = _builder.Add(id => new KeyedProcessNode<TKey, T, TOut>(id, function, _key));
-        StreamBuilder.Connect(node, _inputs, Partitioning.Hash, _key);
-        return new DataStream<TOut>(_builder, [node], Partitioning.Forward);
+        StreamBuilder.Connect(node, _inputs, _inputs.Select(static _ => Partitioning.Hash).ToArray(), _key);
+        return new DataStream<TOut>(_builder, [node], [Partitioning.Forward]);
     }
 }
 

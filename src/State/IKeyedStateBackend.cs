@@ -8,7 +8,10 @@ namespace StreamGrains.State;
 /// <para>Not thread-safe: the runtime calls it from the subtask's mailbox only.</para>
 /// <para>Order of calls: construct (state of the owned key groups is restored by then) → any number of
 /// <see cref="SetCurrentKey"/> followed by state and timer operations for that key → <see cref="Flush"/> before a
-/// snapshot → <see cref="IDisposable.Dispose"/>.</para>
+/// snapshot → <see cref="IDisposable.Dispose"/>. Dispose does not flush: writes still in the write-back cache are
+/// dropped, which is what a stopped or failed subtask wants (its durable state is the last checkpoint).</para>
+/// <para>A state name is registered by its first descriptor: asking again with another descriptor of the same kind and
+/// type returns the same state (its default value, serializer and reduce function stay those of the first).</para>
 /// </remarks>
 public interface IKeyedStateBackend<TKey> : IKeyedStateStore, IDisposable
     where TKey : notnull

@@ -31,7 +31,7 @@ public interface IStateSerializer<T>
 /// <remarks>
 /// Equal keys must serialize to equal bytes in every process and every version of the job: the bytes decide the
 /// key group (through a stable hash) and the position in RocksDB. The runtime has built-in key serializers for
-/// <see cref="string"/>, integral types, <see cref="Guid"/> and byte arrays; other key types use Orleans'
+/// <see cref="string"/>, <see cref="int"/>, <see cref="long"/>, <see cref="Guid"/> and byte arrays; other key types use Orleans'
 /// codec unless a serializer is given to <c>KeyBy</c>.
 /// </remarks>
 /// <typeparam name="T">The key type.</typeparam>

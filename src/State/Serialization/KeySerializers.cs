@@ -9,7 +9,7 @@ public static class KeySerializers
 {
     /// <summary>
     /// The serializer for <typeparamref name="T"/>: <paramref name="explicitSerializer"/> when given, a built-in one for
-    /// string, integral types, <see cref="Guid"/> and byte arrays, otherwise Orleans' codec.
+    /// string, <see cref="int"/>, <see cref="long"/>, <see cref="Guid"/> and byte arrays, otherwise Orleans' codec.
     /// </summary>
     public static IKeySerializer<T> For<T>(IKeySerializer<T>? explicitSerializer, Orleans.Serialization.Serializer serializer)
     {
@@ -31,18 +31,20 @@ public static class KeySerializers
         return builtIn as IKeySerializer<T> ?? new OrleansKeySerializer<T>(serializer.GetSerializer<T>());
     }
 
-    /// <summary>UTF-8 bytes of the string.</summary>
+    /// <summary>UTF-8 bytes of the string; a string that is not valid UTF-16 (a lone surrogate) is rejected, so two such keys cannot collide.</summary>
     public sealed class StringKeySerializer : IKeySerializer<string>
     {
+        private static readonly System.Text.UTF8Encoding Strict = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+
         /// <inheritdoc />
         public void Serialize(string key, IBufferWriter<byte> output)
         {
             ArgumentNullException.ThrowIfNull(key);
-            Encoding.UTF8.GetBytes(key, output);
+            Strict.GetBytes(key, output);
         }
 
         /// <inheritdoc />
-        public string Deserialize(ReadOnlySpan<byte> data) => Encoding.UTF8.GetString(data);
+        public string Deserialize(ReadOnlySpan<byte> data) => Strict.GetString(data);
     }
 
     /// <summary>4 bytes big-endian with the sign bit flipped (ordered like the numbers).</summary>
