@@ -1,0 +1,495 @@
+using System.Buffers;
+using System.Globalization;
+using System.IO.Hashing;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+namespace StreamGrains.State.Storage;
+
+/// <summary>Checkpoint storage in a directory of the local (or a mounted shared) filesystem.</summary>
+/// <remarks>
+/// <para>Every object that appears under its final name is complete: writes, uploads, downloads and copies go through
+/// a temporary file (<c>.tmp-…</c>) in the target directory that is flushed to disk and then renamed into place. A
+/// rename within one directory is atomic on POSIX filesystems and NTFS. "Create if absent" (a write without overwrite)
+/// hard-links the temporary file to the target name, which fails atomically when the target exists.</para>
+/// <para>Copies are hard links where the filesystem allows them (objects are immutable, so a link is as good as a
+/// copy and costs no bytes), falling back to a real copy across devices, on Windows, or when linking fails.</para>
+/// <para>Checksums of listed objects are null: computing them would read every byte.</para>
+/// </remarks>
+public sealed partial class FileSystemCheckpointStorage : ICheckpointStorage
+{
+    private const int CopyBufferSize = 1 << 20;
+    private const string TemporaryPrefix = ".tmp-";
+    private readonly string _root;
+
+    /// <summary>Creates storage rooted at <paramref name="rootDirectory"/> (created on first write).</summary>
+    public FileSystemCheckpointStorage(string rootDirectory)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(rootDirectory);
+        _root = Path.TrimEndingDirectorySeparator(Path.GetFullPath(rootDirectory));
+    }
+
+    /// <inheritdoc />
+    public string Location => "file://" + _root;
+
+    /// <inheritdoc />
+    public async Task CheckAccessAsync(CancellationToken cancellationToken)
+    {
+        var probe = $".probe-{Guid.NewGuid():N}";
+        var content = "streamgrains checkpoint storage probe"u8.ToArray();
+        try
+        {
+            Directory.CreateDirectory(_root);
+            await WriteAsync(probe, content, overwrite: false, cancellationToken);
+            var read = await ReadAsync(probe, cancellationToken);
+            await DeleteAsync(probe, cancellationToken);
+            if (read is null || !read.AsSpan().SequenceEqual(content))
+            {
+                throw new CheckpointStorageException($"Checkpoint storage {Location} did not read back what was written to it.");
+            }
+        }
+        catch (CheckpointStorageException ex) when (ex.InnerException is { } cause)
+        {
+            throw new CheckpointStorageException($"Checkpoint storage {Location} is not usable: {Reason(cause)}", cause);
+        }
+        catch (Exception ex) when (IsIoFailure(ex))
+        {
+            throw new CheckpointStorageException($"Checkpoint storage {Location} is not usable: {Reason(ex)}", ex);
+        }
+    }
+
+    /// <inheritdoc />
+    public async Task<StoredObject> UploadFileAsync(string localPath, string path, CancellationToken cancellationToken)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(localPath);
+        var target = FullPath(path);
+        try
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+            var temporary = TemporaryNextTo(target);
+            try
+            {
+                var (length, checksum) = await CopyHashingAsync(localPath, temporary, cancellationToken);
+                File.Move(temporary, target, overwrite: true);
+                return new StoredObject(path, length, checksum);
+            }
+            finally
+            {
+                File.Delete(temporary);
+            }
+        }
+        catch (Exception ex) when (IsIoFailure(ex))
+        {
+            throw Failure("uploading to", path, ex);
+        }
+    }
+
+    /// <inheritdoc />
+    public async Task DownloadFileAsync(string path, string localPath, StoredObject? expected, CancellationToken cancellationToken)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(localPath);
+        var source = FullPath(path);
+        try
+        {
+            if (!File.Exists(source))
+            {
+                throw new CheckpointObjectNotFoundException(path, Location);
+            }
+
+            var destination = Path.GetFullPath(localPath);
+            Directory.CreateDirectory(Path.GetDirectoryName(destination)!);
+            var temporary = TemporaryNextTo(destination);
+            try
+            {
+                var (length, checksum) = await CopyHashingAsync(source, temporary, cancellationToken);
+                Verify(path, expected, length, checksum);
+                File.Move(temporary, destination, overwrite: true);
+            }
+            finally
+            {
+                File.Delete(temporary);
+            }
+        }
+        catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException && !File.Exists(source))
+        {
+            // Deleted between the check and the copy.
+            throw new CheckpointObjectNotFoundException(path, Location);
+        }
+        catch (Exception ex) when (IsIoFailure(ex))
+        {
+            throw Failure("downloading", path, ex);
+        }
+    }
+
+    /// <inheritdoc />
+    public async Task WriteAsync(string path, ReadOnlyMemory<byte> content, bool overwrite, CancellationToken cancellationToken)
+    {
+        var target = FullPath(path);
+        try
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+            var temporary = TemporaryNextTo(target);
+            try
+            {
+                await using (var stream = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1, FileOptions.Asynchronous))
+                {
+                    await stream.WriteAsync(content, cancellationToken);
+                    stream.Flush(flushToDisk: true);
+                }
+
+                if (overwrite)
+                {
+                    File.Move(temporary, target, overwrite: true);
+                }
+                else if (!TryCreateFrom(temporary, target))
+                {
+                    throw new CheckpointStorageException($"'{path}' already exists in checkpoint storage {Location}.");
+                }
+            }
+            finally
+            {
+                File.Delete(temporary);
+            }
+        }
+        catch (Exception ex) when (IsIoFailure(ex))
+        {
+            throw Failure("writing", path, ex);
+        }
+    }
+
+    /// <inheritdoc />
+    public async Task<byte[]?> ReadAsync(string path, CancellationToken cancellationToken)
+    {
+        var source = FullPath(path);
+        try
+        {
+            return await File.ReadAllBytesAsync(source, cancellationToken);
+        }
+        catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
+        {
+            return null;
+        }
+        catch (Exception ex) when (IsIoFailure(ex))
+        {
+            throw Failure("reading", path, ex);
+        }
+    }
+
+    /// <inheritdoc />
+    public Task<bool> ExistsAsync(string path, CancellationToken cancellationToken) => Task.FromResult(File.Exists(FullPath(path)));
+
+    /// <inheritdoc />
+    public Task DeleteAsync(string path, CancellationToken cancellationToken)
+    {
+        var target = FullPath(path);
+        try
+        {
+            File.Delete(target);
+        }
+        catch (DirectoryNotFoundException)
+        {
+            // Already gone.
+        }
+        catch (Exception ex) when (IsIoFailure(ex))
+        {
+            throw Failure("deleting", path, ex);
+        }
+
+        return Task.CompletedTask;
+    }
+
+    /// <inheritdoc />
+    public Task DeletePrefixAsync(string prefix, CancellationToken cancellationToken)
+    {
+        var target = FullPath(prefix);
+        try
+        {
+            Directory.Delete(target, recursive: true);
+        }
+        catch (DirectoryNotFoundException)
+        {
+            // Already gone.
+        }
+        catch (Exception ex) when (IsIoFailure(ex))
+        {
+            throw Failure("deleting everything under", prefix, ex);
+        }
+
+        return Task.CompletedTask;
+    }
+
+    /// <inheritdoc />
+    public IAsyncEnumerable<StoredObject> ListAsync(string prefix, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(prefix);
+        var directory = prefix.Length == 0 ? _root : FullPath(prefix);
+        return ListCoreAsync(prefix, directory, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public Task CopyAsync(string sourcePath, string destinationPath, CancellationToken cancellationToken)
+    {
+        var source = FullPath(sourcePath);
+        var destination = FullPath(destinationPath);
+        try
+        {
+            if (!File.Exists(source))
+            {
+                throw new CheckpointObjectNotFoundException(sourcePath, Location);
+            }
+
+            Directory.CreateDirectory(Path.GetDirectoryName(destination)!);
+            var temporary = TemporaryNextTo(destination);
+            try
+            {
+                if (!TryHardLink(source, temporary))
+                {
+                    File.Copy(source, temporary, overwrite: false);
+                }
+
+                File.Move(temporary, destination, overwrite: true);
+            }
+            finally
+            {
+                File.Delete(temporary);
+            }
+        }
+        catch (Exception ex) when (ex is FileNotFoundException && !File.Exists(source))
+        {
+            throw new CheckpointObjectNotFoundException(sourcePath, Location);
+        }
+        catch (Exception ex) when (IsIoFailure(ex))
+        {
+            throw Failure($"copying '{sourcePath}' to", destinationPath, ex);
+        }
+
+        return Task.CompletedTask;
+    }
+
+    /// <summary>Validates a storage path and maps it below the root.</summary>
+    internal string FullPath(string path)
+    {
+        StoragePaths.Validate(path);
+        return Path.Combine(_root, path);
+    }
+
+    private async IAsyncEnumerable<StoredObject> ListCoreAsync(string prefix, string directory, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        List<StoredObject> found = [];
+        try
+        {
+            if (Directory.Exists(directory))
+            {
+                var options = new EnumerationOptions { RecurseSubdirectories = true, IgnoreInaccessible = false, AttributesToSkip = 0 };
+                foreach (var file in new DirectoryInfo(directory).EnumerateFiles("*", options))
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                    if (!file.Name.StartsWith(TemporaryPrefix, StringComparison.Ordinal))
+                    {
+                        found.Add(new StoredObject(Path.GetRelativePath(_root, file.FullName).Replace('\\', '/'), file.Length, null));
+                    }
+                }
+            }
+        }
+        catch (Exception ex) when (IsIoFailure(ex))
+        {
+            throw Failure("listing", prefix, ex);
+        }
+
+        foreach (var stored in found)
+        {
+            yield return stored;
+        }
+
+        await Task.CompletedTask;
+    }
+
+    private CheckpointStorageException Failure(string operation, string path, Exception exception) =>
+        new($"Checkpoint storage {Location}: {operation} '{path}' failed: {Reason(exception)}", exception);
+
+    /// <summary>The message of an I/O failure with the OS's reason, which .NET keeps in an inner exception or loses.</summary>
+    private string Reason(Exception exception)
+    {
+        if (exception is DirectoryNotFoundException && FileOnTheWay() is { } file)
+        {
+            // ENOTDIR surfaces as "could not find a part of the path"; say what is actually wrong.
+            return $"'{file}' is a file, not a directory ({exception.Message})";
+        }
+
+        return exception.InnerException is { } inner && inner.Message != exception.Message
+            ? $"{exception.Message} ({inner.Message})"
+            : exception.Message;
+    }
+
+    /// <summary>The nearest existing ancestor of the root (or the root itself) when it is a file.</summary>
+    private string? FileOnTheWay()
+    {
+        for (var path = _root; !string.IsNullOrEmpty(path); path = Path.GetDirectoryName(path))
+        {
+            if (File.Exists(path))
+            {
+                return path;
+            }
+
+            if (Directory.Exists(path))
+            {
+                return null;
+            }
+        }
+
+        return null;
+    }
+
+    private static bool IsIoFailure(Exception exception) => exception is IOException or UnauthorizedAccessException;
+
+    private static string TemporaryNextTo(string path) => Path.Combine(Path.GetDirectoryName(path)!, $"{TemporaryPrefix}{Guid.NewGuid():N}");
+
+    private static void Verify(string path, StoredObject? expected, long length, string checksum)
+    {
+        if (expected is null)
+        {
+            return;
+        }
+
+        if (expected.Length != length)
+        {
+            throw new CheckpointStorageCorruptException(path, $"it has {length} bytes where {expected.Length} were stored");
+        }
+
+        if (expected.Checksum is { } stored && !string.Equals(stored, checksum, StringComparison.OrdinalIgnoreCase))
+        {
+            throw new CheckpointStorageCorruptException(path, $"its XxHash64 is {checksum} where {stored} was stored");
+        }
+    }
+
+    /// <summary>Copies a file to a new file while hashing it, flushes the copy to disk, returns its length and XxHash64.</summary>
+    private static async Task<(long Length, string Checksum)> CopyHashingAsync(string source, string destination, CancellationToken cancellationToken)
+    {
+        var hash = new XxHash64();
+        var buffer = ArrayPool<byte>.Shared.Rent(CopyBufferSize);
+        long length = 0;
+        try
+        {
+            await using var input = new FileStream(source, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.Asynchronous | FileOptions.SequentialScan);
+            await using var output = new FileStream(destination, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1, FileOptions.Asynchronous);
+            int read;
+            while ((read = await input.ReadAsync(buffer.AsMemory(0, CopyBufferSize), cancellationToken)) > 0)
+            {
+                hash.Append(buffer.AsSpan(0, read));
+                await output.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
+                length += read;
+            }
+
+            output.Flush(flushToDisk: true);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+
+        return (length, Checksums.ToHex(hash.GetCurrentHashAsUInt64()));
+    }
+
+    /// <summary>Gives <paramref name="temporary"/>'s content the name <paramref name="target"/> unless that exists, atomically; false when it exists.</summary>
+    /// <remarks>
+    /// File.Move without overwrite is not atomic on Unix (.NET checks for the target, then renames over it), so two
+    /// writers could both "create" a manifest. <c>link</c> fails with EEXIST atomically; where the filesystem has no hard
+    /// links, File.Move is the best left (on Windows, MoveFileEx without REPLACE_EXISTING is atomic).
+    /// </remarks>
+    private static bool TryCreateFrom(string temporary, string target)
+    {
+        if (TryHardLink(temporary, target))
+        {
+            return true;
+        }
+
+        if (File.Exists(target))
+        {
+            return false;
+        }
+
+        try
+        {
+            File.Move(temporary, target, overwrite: false);
+            return true;
+        }
+        catch (IOException) when (File.Exists(target))
+        {
+            return false;
+        }
+    }
+
+    /// <summary>Creates <paramref name="link"/> as a hard link to <paramref name="existing"/>; false when the OS cannot (then copy).</summary>
+    private static bool TryHardLink(string existing, string link)
+    {
+        if (OperatingSystem.IsWindows())
+        {
+            return false;
+        }
+
+        try
+        {
+            // Fails with EXDEV across devices, EPERM/ENOTSUP where the filesystem has no hard links, EMLINK at the link limit.
+            return Link(existing, link) == 0;
+        }
+        catch (Exception ex) when (ex is DllNotFoundException or EntryPointNotFoundException)
+        {
+            return false;
+        }
+    }
+
+    [LibraryImport("libc", EntryPoint = "link", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    private static partial int Link(string existing, string link);
+}
+
+/// <summary>The checksum format of checkpoint storage: XxHash64 as 16 lowercase hex digits.</summary>
+public static class Checksums
+{
+    /// <summary>Formats a hash.</summary>
+    public static string ToHex(ulong hash) => hash.ToString("x16", CultureInfo.InvariantCulture);
+
+    /// <summary>The checksum of <paramref name="content"/>.</summary>
+    public static string Of(ReadOnlySpan<byte> content) => ToHex(XxHash64.HashToUInt64(content));
+
+    /// <summary>The length and checksum of a file's content.</summary>
+    public static async Task<(long Length, string Checksum)> OfFileAsync(string path, CancellationToken cancellationToken)
+    {
+        var hash = new XxHash64();
+        await using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, FileOptions.Asynchronous | FileOptions.SequentialScan);
+        await hash.AppendAsync(stream, cancellationToken);
+        return (stream.Length, ToHex(hash.GetCurrentHashAsUInt64()));
+    }
+}
+
+/// <summary>The rules for paths in checkpoint storage, the same for every implementation.</summary>
+internal static class StoragePaths
+{
+    /// <summary>Throws <see cref="ArgumentException"/> naming <paramref name="path"/> unless it is relative, '/'-separated, without empty, "." or ".." segments.</summary>
+    public static void Validate(string path, [CallerArgumentExpression(nameof(path))] string? parameterName = null)
+    {
+        ArgumentNullException.ThrowIfNull(path, parameterName);
+        if (!IsValid(path))
+        {
+            throw new ArgumentException($"'{path}' is not a valid checkpoint storage path: it must be relative and '/'-separated, without a leading '/', '\\', or empty, '.' or '..' segments.", parameterName);
+        }
+    }
+
+    /// <summary>Whether <paramref name="path"/> follows the rules.</summary>
+    public static bool IsValid(string path)
+    {
+        if (path.Length == 0 || path.Contains('\\', StringComparison.Ordinal) || path.Contains('\0', StringComparison.Ordinal))
+        {
+            return false;
+        }
+
+        foreach (var segment in path.Split('/'))
+        {
+            if (segment is "" or "." or "..")
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+}

@@ -1,0 +1,112 @@
+using System.Diagnostics;
+using System.Globalization;
+using StreamGrains.State.Storage;
+
+namespace StreamGrains.State.Tests.Storage;
+
+public sealed class FileSystemCheckpointStorageTests : CheckpointStorageContractTests
+{
+    private readonly TempDirectory _directory = new();
+    private readonly FileSystemCheckpointStorage _storage;
+
+    public FileSystemCheckpointStorageTests() => _storage = new FileSystemCheckpointStorage(Root);
+
+    protected override ICheckpointStorage Storage => _storage;
+
+    private string Root => _directory.Sub("root");
+
+    public override void Dispose()
+    {
+        _directory.Dispose();
+        base.Dispose();
+    }
+
+    protected override async Task CorruptAsync(string path)
+    {
+        await using var file = new FileStream(Path.Combine(Root, path), FileMode.Open, FileAccess.ReadWrite);
+        file.Position = file.Length / 2;
+        var original = file.ReadByte();
+        file.Position = file.Length / 2;
+        file.WriteByte((byte)(original ^ 0xFF));
+    }
+
+    [Fact]
+    public void Location_is_a_file_URI_of_the_full_root_path() =>
+        Assert.Equal("file://" + Path.GetFullPath(Root), _storage.Location);
+
+    [Fact]
+    public async Task CheckAccess_on_a_root_that_cannot_be_created_throws_naming_the_root()
+    {
+        var file = _directory.Sub("a-regular-file");
+        await File.WriteAllTextAsync(file, "not a directory");
+        var storage = new FileSystemCheckpointStorage(Path.Combine(file, "checkpoints"));
+
+        var error = await Assert.ThrowsAsync<CheckpointStorageException>(() => storage.CheckAccessAsync(CancellationToken.None));
+
+        Assert.Contains(Path.Combine(file, "checkpoints"), error.Message, StringComparison.Ordinal);
+        Assert.Contains($"'{file}' is a file, not a directory", error.Message, StringComparison.Ordinal);
+        Assert.NotNull(error.InnerException);
+    }
+
+    [Fact]
+    public async Task CheckAccess_creates_a_missing_root()
+    {
+        await _storage.CheckAccessAsync(CancellationToken.None);
+
+        Assert.True(Directory.Exists(Root));
+        Assert.Empty(Directory.EnumerateFileSystemEntries(Root));
+    }
+
+    [Fact]
+    public async Task Copy_is_a_hard_link_on_Linux()
+    {
+        var content = RandomBytes(seed: 20, 1 << 20);
+        var local = LocalPath("source");
+        await File.WriteAllBytesAsync(local, content);
+        await _storage.UploadFileAsync(local, "job/shared/1.sst", CancellationToken.None);
+
+        await _storage.CopyAsync("job/shared/1.sst", "savepoints/s/1.sst", CancellationToken.None);
+
+        Assert.Equal(content, await File.ReadAllBytesAsync(Path.Combine(Root, "savepoints/s/1.sst")));
+        if (OperatingSystem.IsLinux())
+        {
+            var source = await StatAsync(Path.Combine(Root, "job/shared/1.sst"));
+            var copy = await StatAsync(Path.Combine(Root, "savepoints/s/1.sst"));
+            Assert.Equal(2, source.Links);
+            Assert.Equal(source.Inode, copy.Inode);
+        }
+    }
+
+    [Fact]
+    public async Task Successful_operations_leave_no_temporary_files()
+    {
+        var local = LocalPath("source");
+        await File.WriteAllBytesAsync(local, RandomBytes(seed: 21, 70_000));
+        await _storage.UploadFileAsync(local, "job/shared/1.sst", CancellationToken.None);
+        await _storage.WriteAsync("job/chk-1/_manifest.json", RandomBytes(seed: 22, 100), overwrite: false, CancellationToken.None);
+        await _storage.WriteAsync("job/chk-1/_manifest.json", RandomBytes(seed: 23, 100), overwrite: true, CancellationToken.None);
+        await Assert.ThrowsAsync<CheckpointStorageException>(() => _storage.WriteAsync("job/chk-1/_manifest.json", RandomBytes(seed: 24, 100), overwrite: false, CancellationToken.None));
+        await _storage.CopyAsync("job/shared/1.sst", "savepoints/s/1.sst", CancellationToken.None);
+        await _storage.DownloadFileAsync("job/shared/1.sst", LocalPath("download/1.sst"), expected: null, CancellationToken.None);
+
+        var files = Directory.EnumerateFiles(Root, "*", SearchOption.AllDirectories).Select(f => Path.GetRelativePath(Root, f).Replace('\\', '/')).Order(StringComparer.Ordinal);
+        Assert.Equal(["job/chk-1/_manifest.json", "job/shared/1.sst", "savepoints/s/1.sst"], files);
+        Assert.Equal(["1.sst"], Directory.EnumerateFiles(LocalPath("download")).Select(Path.GetFileName));
+    }
+
+    /// <summary>The link count and inode of a file, from GNU stat.</summary>
+    private static async Task<(int Links, long Inode)> StatAsync(string path)
+    {
+        var start = new ProcessStartInfo("stat") { RedirectStandardOutput = true, UseShellExecute = false };
+        foreach (var argument in new[] { "-c", "%h %i", path })
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        using var process = Process.Start(start)!;
+        var output = (await process.StandardOutput.ReadToEndAsync()).Trim().Split(' ');
+        await process.WaitForExitAsync();
+        Assert.Equal(0, process.ExitCode);
+        return (int.Parse(output[0], CultureInfo.InvariantCulture), long.Parse(output[1], CultureInfo.InvariantCulture));
+    }
+}
