@@ -18,7 +18,7 @@ namespace StreamGrains.State.RocksDb;
 /// RocksDB alone holds the complete state; (4) the number of entries never exceeds the capacity: when it would, every
 /// dirty entry is written back and all caches are emptied. Map state and timers bypass the cache.</para>
 /// </remarks>
-public sealed class RocksDbKeyedStateBackend<TKey> : IKeyedStateBackend<TKey>
+public sealed class RocksDbKeyedStateBackend<TKey> : IKeyedStateBackend<TKey>, IRocksDbInstance
     where TKey : notnull
 {
     internal const string TimersColumnFamily = "_timers";

@@ -1,0 +1,122 @@
+using System.Text.Json.Serialization;
+using StreamGrains.Connectors;
+
+namespace StreamGrains.Snapshots;
+
+/// <summary>One file of a snapshot in checkpoint storage.</summary>
+[GenerateSerializer, Immutable]
+public sealed record StateFile
+{
+    /// <summary>The file's name in the RocksDB directory (for example <c>000012.sst</c>, <c>MANIFEST-000005</c>).</summary>
+    [Id(0)] public required string Name { get; init; }
+
+    /// <summary>Path in checkpoint storage, relative to the storage root (checkpoints) or to the savepoint's directory (savepoints).</summary>
+    [Id(1)] public required string Path { get; init; }
+
+    /// <summary>Length in bytes.</summary>
+    [Id(2)] public long Length { get; init; }
+
+    /// <summary>XxHash64 of the content, 16 lowercase hex digits.</summary>
+    [Id(3)] public string? Checksum { get; init; }
+
+    /// <summary>Whether the file is a shared file (an immutable SST that later checkpoints may reference too).</summary>
+    [Id(4)] public bool Shared { get; init; }
+}
+
+/// <summary>The keyed state of one operator in one subtask: a RocksDB checkpoint made of files in storage.</summary>
+[GenerateSerializer, Immutable]
+public sealed record KeyedStateHandle
+{
+    /// <summary>Key groups the state covers.</summary>
+    [Id(0)] public required KeyGroupRange KeyGroups { get; init; }
+
+    /// <summary>Every file of the RocksDB checkpoint.</summary>
+    [Id(1)] public required IReadOnlyList<StateFile> Files { get; init; }
+
+    /// <summary>Total bytes of the state (all files).</summary>
+    [JsonIgnore]
+    public long FullSize => Files.Sum(static f => f.Length);
+}
+
+/// <summary>The state of one operator in one subtask.</summary>
+[GenerateSerializer, Immutable]
+public sealed record OperatorSubtaskState
+{
+    /// <summary>Index of the subtask.</summary>
+    [Id(0)] public required int SubtaskIndex { get; init; }
+
+    /// <summary>Keyed state, for keyed operators.</summary>
+    [Id(1)] public KeyedStateHandle? KeyedState { get; init; }
+
+    /// <summary>Source splits with their positions, for sources.</summary>
+    [Id(2)] public IReadOnlyList<SourceSplit>? SourceSplits { get; init; }
+}
+
+/// <summary>The state of one operator over all its subtasks.</summary>
+[GenerateSerializer, Immutable]
+public sealed record OperatorState
+{
+    /// <summary>The operator's Uid.</summary>
+    [Id(0)] public required string Uid { get; init; }
+
+    /// <summary>Parallelism of the operator when the snapshot was taken.</summary>
+    [Id(1)] public required int Parallelism { get; init; }
+
+    /// <summary>One entry per subtask that has state.</summary>
+    [Id(2)] public required IReadOnlyList<OperatorSubtaskState> Subtasks { get; init; }
+}
+
+/// <summary>Kind of snapshot.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<SnapshotKind>))]
+public enum SnapshotKind : byte
+{
+    /// <summary>An engine-owned checkpoint.</summary>
+    Checkpoint = 0,
+
+    /// <summary>A user-owned savepoint.</summary>
+    Savepoint = 1,
+}
+
+/// <summary>
+/// The manifest: the document that fully describes one checkpoint or savepoint. Written last and atomically; a
+/// directory without one is not a checkpoint. See docs/formats.md.
+/// </summary>
+[GenerateSerializer, Immutable]
+public sealed record CheckpointManifest
+{
+    /// <summary>The version of this format this code writes.</summary>
+    public const int CurrentFormatVersion = 1;
+
+    /// <summary>Version of the manifest format.</summary>
+    [Id(0)] public int FormatVersion { get; init; } = CurrentFormatVersion;
+
+    /// <summary>Checkpoint or savepoint.</summary>
+    [Id(1)] public SnapshotKind Kind { get; init; }
+
+    /// <summary>The job the snapshot was taken of.</summary>
+    [Id(2)] public required string JobId { get; init; }
+
+    /// <summary>The job definition's type name.</summary>
+    [Id(3)] public required string JobType { get; init; }
+
+    /// <summary>Id of the checkpoint (increasing per job).</summary>
+    [Id(4)] public required long CheckpointId { get; init; }
+
+    /// <summary>Attempt of the job that took it.</summary>
+    [Id(5)] public int Attempt { get; init; }
+
+    /// <summary>Max parallelism (number of key groups) of the job; a restore must use the same.</summary>
+    [Id(6)] public required int MaxParallelism { get; init; }
+
+    /// <summary>When the checkpoint was triggered.</summary>
+    [Id(7)] public DateTimeOffset TriggeredAt { get; init; }
+
+    /// <summary>When the manifest was written.</summary>
+    [Id(8)] public DateTimeOffset CompletedAt { get; init; }
+
+    /// <summary>State of every operator that has state, by Uid.</summary>
+    [Id(9)] public required IReadOnlyList<OperatorState> Operators { get; init; }
+
+    /// <summary>Every file the snapshot references.</summary>
+    public IEnumerable<StateFile> Files() => Operators.SelectMany(static o => o.Subtasks).SelectMany(static s => s.KeyedState?.Files ?? []);
+}

@@ -1,0 +1,11 @@
+namespace StreamGrains.State.RocksDb;
+
+/// <summary>A RocksDB instance that can be snapshotted: its database and a way to write buffered state into it.</summary>
+public interface IRocksDbInstance
+{
+    /// <summary>The database.</summary>
+    RocksDbSharp.RocksDb Database { get; }
+
+    /// <summary>Writes state buffered in memory (the write-back cache) into the database.</summary>
+    void Flush();
+}

@@ -1,0 +1,127 @@
+using StreamGrains.Snapshots;
+using StreamGrains.State.Storage;
+
+namespace StreamGrains.State.Snapshots;
+
+/// <summary>Puts the files of a keyed state handle into a directory that RocksDB can open.</summary>
+public static class KeyedStateRestorer
+{
+    private const int ParallelTransfers = 4;
+
+    /// <summary>
+    /// Fills <paramref name="targetDirectory"/> with the files of <paramref name="handle"/>: from the local copy
+    /// <paramref name="localCopy"/> when it has every file with the right length (SSTs hard-linked, the few other files
+    /// copied because RocksDB may rewrite them), otherwise downloaded from storage with their checksums verified.
+    /// </summary>
+    /// <returns>The final progress (including the bytes downloaded).</returns>
+    /// <exception cref="CheckpointStorageException">When a file is missing or corrupt in storage.</exception>
+    public static async Task<RestoreProgress> RestoreAsync(
+        KeyedStateHandle handle,
+        long checkpointId,
+        ICheckpointStorage storage,
+        string targetDirectory,
+        string? localCopy,
+        IProgress<RestoreProgress>? progress,
+        CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(handle);
+        ArgumentNullException.ThrowIfNull(storage);
+        if (Directory.Exists(targetDirectory))
+        {
+            Directory.Delete(targetDirectory, recursive: true);
+        }
+
+        Directory.CreateDirectory(targetDirectory);
+        var total = handle.Files.Sum(static f => f.Length);
+        var state = new Progress(checkpointId, handle.Files.Count, total, progress);
+        if (localCopy is not null && HasAllFiles(localCopy, handle))
+        {
+            foreach (var file in handle.Files)
+            {
+                var source = Path.Combine(localCopy, file.Name);
+                var destination = Path.Combine(targetDirectory, file.Name);
+                if (file.Name.EndsWith(".sst", StringComparison.Ordinal))
+                {
+                    HardLinks.LinkOrCopy(source, destination);
+                }
+                else
+                {
+                    File.Copy(source, destination);
+                }
+
+                state.FileDone(file.Length, downloaded: false);
+            }
+
+            return state.Finish();
+        }
+
+        using var gate = new SemaphoreSlim(ParallelTransfers);
+        await Task.WhenAll(handle.Files.Select(async file =>
+        {
+            await gate.WaitAsync(cancellationToken);
+            try
+            {
+                var expected = new StoredObject(file.Path, file.Length, file.Checksum);
+                await storage.DownloadFileAsync(file.Path, Path.Combine(targetDirectory, file.Name), expected, cancellationToken);
+                state.FileDone(file.Length, downloaded: true);
+            }
+            finally
+            {
+                gate.Release();
+            }
+        }));
+        return state.Finish();
+    }
+
+    private static bool HasAllFiles(string directory, KeyedStateHandle handle) =>
+        Directory.Exists(directory) && handle.Files.All(f =>
+        {
+            var info = new FileInfo(Path.Combine(directory, f.Name));
+            return info.Exists && info.Length == f.Length;
+        });
+
+    private sealed class Progress(long checkpointId, int files, long bytes, IProgress<RestoreProgress>? sink)
+    {
+        private readonly Lock _lock = new();
+        private int _filesDone;
+        private long _bytesDone;
+        private long _downloaded;
+
+        public void FileDone(long length, bool downloaded)
+        {
+            RestoreProgress snapshot;
+            lock (_lock)
+            {
+                _filesDone++;
+                _bytesDone += length;
+                _downloaded += downloaded ? length : 0;
+                snapshot = Current(completed: false);
+            }
+
+            sink?.Report(snapshot);
+        }
+
+        public RestoreProgress Finish()
+        {
+            RestoreProgress final;
+            lock (_lock)
+            {
+                final = Current(completed: true);
+            }
+
+            sink?.Report(final);
+            return final;
+        }
+
+        private RestoreProgress Current(bool completed) => new()
+        {
+            CheckpointId = checkpointId,
+            FilesDone = _filesDone,
+            FilesTotal = files,
+            BytesDone = _bytesDone,
+            BytesTotal = bytes,
+            BytesDownloaded = _downloaded,
+            Completed = completed,
+        };
+    }
+}
