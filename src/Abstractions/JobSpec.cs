@@ -25,7 +25,10 @@ public sealed record JobSpec
     /// <summary>Number of key groups; fixed for the job's life. Default 128.</summary>
     [Id(4)] public int MaxParallelism { get; init; } = KeyGroups.DefaultMaxParallelism;
 
-    /// <summary>Path of a checkpoint or savepoint to restore from (not yet supported).</summary>
+    /// <summary>
+    /// A checkpoint or savepoint to start from: its directory in checkpoint storage (for example
+    /// <c>job-1/chk-42</c>) or the path of its manifest.
+    /// </summary>
     [Id(5)] public string? RestoreFrom { get; init; }
 
     /// <summary>Whether state of operators that no longer exist may be dropped on restore.</summary>
@@ -33,6 +36,15 @@ public sealed record JobSpec
 
     /// <summary>Data-plane settings (batch size, credits, flush interval).</summary>
     [Id(7)] public ChannelSettings Channels { get; init; } = ChannelSettings.Default;
+
+    /// <summary>Checkpointing (off by default).</summary>
+    [Id(8)] public CheckpointSettings Checkpointing { get; init; } = CheckpointSettings.Disabled;
+
+    /// <summary>How a failed job is restarted; when null, <see cref="RestartStrategy.Default"/> with checkpointing and no restarts without.</summary>
+    [Id(9)] public RestartStrategy? Restart { get; init; }
+
+    /// <summary>The restart strategy in effect.</summary>
+    public RestartStrategy EffectiveRestart => Restart ?? (Checkpointing.Enabled ? RestartStrategy.Default : RestartStrategy.None);
 }
 
 /// <summary>Data-plane settings of a job.</summary>

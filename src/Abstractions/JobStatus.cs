@@ -20,6 +20,9 @@ public enum JobState : byte
 
     /// <summary>The job was cancelled.</summary>
     Canceled = 5,
+
+    /// <summary>An attempt failed; the job restarts from its latest completed checkpoint.</summary>
+    Restarting = 6,
 }
 
 /// <summary>Lifecycle state of one subtask.</summary>
@@ -128,6 +131,47 @@ public sealed record SubtaskStatus
 
     /// <summary>Whether the subtask's chain starts with a source.</summary>
     [Id(12)] public bool IsSource { get; init; }
+
+    /// <summary>Progress of the restore of the subtask's state, when it restored any.</summary>
+    [Id(13)] public RestoreProgress? Restore { get; init; }
+
+    /// <summary>When the subtask's state was ready (after any restore).</summary>
+    [Id(14)] public DateTimeOffset? ReadyAt { get; init; }
+
+    /// <summary>When the subtask first processed or emitted a record.</summary>
+    [Id(15)] public DateTimeOffset? FirstRecordAt { get; init; }
+
+    /// <summary>The attempt the subtask belongs to.</summary>
+    [Id(16)] public int Attempt { get; init; }
+}
+
+/// <summary>How far a subtask got restoring its state.</summary>
+[GenerateSerializer, Immutable]
+public sealed record RestoreProgress
+{
+    /// <summary>Checkpoint the state comes from.</summary>
+    [Id(0)] public long CheckpointId { get; init; }
+
+    /// <summary>Files restored so far.</summary>
+    [Id(1)] public int FilesDone { get; init; }
+
+    /// <summary>Files to restore.</summary>
+    [Id(2)] public int FilesTotal { get; init; }
+
+    /// <summary>Bytes restored so far.</summary>
+    [Id(3)] public long BytesDone { get; init; }
+
+    /// <summary>Bytes to restore.</summary>
+    [Id(4)] public long BytesTotal { get; init; }
+
+    /// <summary>Bytes downloaded from checkpoint storage (0 when everything came from the local copy).</summary>
+    [Id(5)] public long BytesDownloaded { get; init; }
+
+    /// <summary>Whether the restore is complete.</summary>
+    [Id(6)] public bool Completed { get; init; }
+
+    /// <inheritdoc />
+    public override string ToString() => $"checkpoint {CheckpointId}: {FilesDone}/{FilesTotal} files, {BytesDone}/{BytesTotal} bytes ({BytesDownloaded} downloaded){(Completed ? ", done" : string.Empty)}";
 }
 
 /// <summary>A snapshot of a job's status.</summary>
@@ -160,6 +204,21 @@ public sealed record JobStatus
 
     /// <summary>Per-subtask status and counters (as of the last refresh).</summary>
     [Id(8)] public IReadOnlyList<SubtaskStatus> Subtasks { get; init; } = [];
+
+    /// <summary>Restarts so far (failovers).</summary>
+    [Id(9)] public int Restarts { get; init; }
+
+    /// <summary>The latest completed checkpoint.</summary>
+    [Id(10)] public Snapshots.CheckpointStats? LatestCheckpoint { get; init; }
+
+    /// <summary>The most recent checkpoints (completed, aborted, in progress), newest first.</summary>
+    [Id(11)] public IReadOnlyList<Snapshots.CheckpointStats> RecentCheckpoints { get; init; } = [];
+
+    /// <summary>Things an operator should know about (for example a checkpoint that could not be restored).</summary>
+    [Id(12)] public IReadOnlyList<string> Warnings { get; init; } = [];
+
+    /// <summary>The checkpoint the current attempt restored from, if any.</summary>
+    [Id(13)] public string? RestoredFrom { get; init; }
 
     /// <summary>Records read by all sources so far.</summary>
     public long SourceRecords => Subtasks.Where(static s => s.IsSource).Sum(static s => s.RecordsIn);

@@ -162,6 +162,39 @@ public sealed class StreamGrainsClient : IAsyncDisposable
         return status.State == JobState.Failed ? throw new JobFailedException(status) : status;
     }
 
+    /// <summary>Takes a checkpoint now and waits until it completed or was aborted.</summary>
+    /// <exception cref="JobNotFoundException">When no such job exists.</exception>
+    /// <exception cref="InvalidOperationException">When the job is not running or has checkpointing disabled.</exception>
+    public async Task<Snapshots.CheckpointStats> TriggerCheckpointAsync(JobId jobId, TimeSpan timeout, CancellationToken cancellationToken = default)
+    {
+        _ = await GetStatusAsync(jobId, refreshSubtasks: false, cancellationToken);
+        return await Job(jobId).TriggerCheckpoint(timeout).WaitAsync(cancellationToken);
+    }
+
+    /// <summary>Waits until the job's status satisfies <paramref name="condition"/> (checked on every state change) or the job ends.</summary>
+    /// <exception cref="TimeoutException">When <paramref name="timeout"/> passes first.</exception>
+    public async Task<JobStatus> WaitForAsync(JobId jobId, Func<JobStatus, bool> condition, TimeSpan timeout, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(condition);
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        cts.CancelAfter(timeout);
+        var job = Job(jobId);
+        var status = await job.GetStatus(false) ?? throw new JobNotFoundException(jobId);
+        try
+        {
+            while (!condition(status) && !status.State.IsTerminal())
+            {
+                status = await job.WaitForChange(status.Version, LongPoll).WaitAsync(cts.Token) ?? throw new JobNotFoundException(jobId);
+            }
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new TimeoutException($"Job '{jobId}' did not reach the expected condition within {timeout}; it is {status.State} in attempt {status.Attempt}.");
+        }
+
+        return status;
+    }
+
     /// <summary>Reads what the collect sink named <paramref name="sinkName"/> of the job received.</summary>
     public Task<IReadOnlyList<T>> ReadCollectedAsync<T>(JobId jobId, string sinkName, CancellationToken cancellationToken = default) =>
         CollectedResults.ReadAsync<T>(Grains, jobId, sinkName, cancellationToken);

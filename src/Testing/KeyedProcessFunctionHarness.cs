@@ -62,7 +62,7 @@ public sealed class KeyedProcessFunctionHarness<TKey, TIn, TOut> : IAsyncDisposa
         var node = (KeyedProcessNode<TKey, TIn, TOut>)plan.Nodes.Single(static n => n.Uid == OperatorUid);
         var chain = plan.ChainOf(node);
         _operator = new KeyedProcessOperator<TKey, TIn, TOut>(node, _output);
-        _operator.Open(new OperatorContext
+        var open = _operator.OpenAsync(new OperatorContext
         {
             Subtask = new SubtaskId(new JobId(OperatorUid), chain.Index, 0, 1),
             Chain = chain,
@@ -71,12 +71,21 @@ public sealed class KeyedProcessFunctionHarness<TKey, TIn, TOut> : IAsyncDisposa
             KeyGroups = new KeyGroupRange(0, maxParallelism - 1),
             Splits = [],
             StateDirectory = _directory,
+            LocalCheckpointRoot = Path.Combine(_directory, "local"),
             Services = _services,
             Time = Clock,
             Options = new StreamGrainsOptions { StateDirectory = _directory },
             RecordsIn = new Counter(),
             RecordsOut = new Counter(),
         });
+
+        // There is no state to restore, so opening does no I/O and has completed here.
+        if (!open.IsCompleted)
+        {
+            throw new InvalidOperationException("Opening the operator under test did not complete synchronously.");
+        }
+
+        open.GetAwaiter().GetResult();
     }
 
     /// <summary>The processing-time clock.</summary>

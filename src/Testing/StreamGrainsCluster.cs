@@ -54,8 +54,9 @@ public sealed class StreamGrainsCluster : IAsyncDisposable
         {
             silo.AddStreamGrains(runtime =>
             {
-                options.ConfigureRuntime?.Invoke(runtime);
                 runtime.StateDirectory = Path.Combine(root, siloOptions.SiloName);
+                runtime.CheckpointStorage.Path = Path.Combine(root, "checkpoints");
+                options.ConfigureRuntime?.Invoke(runtime);
             });
             options.ConfigureServices?.Invoke(silo.Services);
         });

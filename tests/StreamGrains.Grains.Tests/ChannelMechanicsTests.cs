@@ -27,7 +27,11 @@ public sealed class ChannelMechanicsTests
 
         foreach (var sequence in shuffled)
         {
-            gate.Accept(new DataBatch { EdgeId = 5, SenderIndex = 3, Sequence = sequence }, (_, batch) => handedOver.Add(batch.Sequence));
+            gate.Accept(new DataBatch { EdgeId = 5, SenderIndex = 3, Sequence = sequence });
+            while (gate.TryTake(out _, out var batch))
+            {
+                handedOver.Add(batch.Sequence);
+            }
         }
 
         Assert.Equal(Enumerable.Range(0, Batches).Select(static i => (long)i), handedOver);
@@ -43,14 +47,19 @@ public sealed class ChannelMechanicsTests
         var ready = new List<(InputChannel Channel, DataBatch Batch)>();
         foreach (var sequence in new long[] { 1, 0, 1, 2, 0 })
         {
-            gate.Accept(new DataBatch { EdgeId = 5, SenderIndex = 3, Sequence = sequence }, (c, b) => ready.Add((c, b)));
+            gate.Accept(new DataBatch { EdgeId = 5, SenderIndex = 3, Sequence = sequence });
+        }
+
+        while (gate.TryTake(out var channel, out var batch))
+        {
+            ready.Add((channel, batch));
         }
 
         Assert.Equal(3, ready.Count);
         Assert.Equal(3, gate.MaxInFlight);
-        foreach (var (channel, batch) in ready)
+        foreach (var (channel, _) in ready)
         {
-            gate.Processed(channel, batch);
+            InputGate.Processed(channel);
         }
 
         gate.ReturnCredits(threshold: 1);
@@ -65,10 +74,90 @@ public sealed class ChannelMechanicsTests
         var gate = new InputGate(Receiver, new RecordingTransport());
         gate.Add(edgeId: 5, Sender);
 
-        var error = Assert.Throws<InvalidOperationException>(() => gate.Accept(new DataBatch { EdgeId = 6, SenderIndex = 3, Sequence = 0 }, static (_, _) => { }));
+        var error = Assert.Throws<InvalidOperationException>(() => gate.Accept(new DataBatch { EdgeId = 6, SenderIndex = 3, Sequence = 0 }));
 
         Assert.Contains("no input channel (edge 6, sender 3)", error.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void A_channel_that_delivered_a_barrier_waits_until_every_open_channel_delivered_it()
+    {
+        var gate = new InputGate(Receiver, new RecordingTransport());
+        var fast = Sender;
+        var slow = Sender with { Index = 4 };
+        gate.Add(edgeId: 5, fast);
+        gate.Add(edgeId: 5, slow);
+        gate.Accept(Batch(fast, 0, Barrier(7)));
+        gate.Accept(Batch(fast, 1));
+        gate.Accept(Batch(slow, 0));
+
+        Assert.True(gate.TryTake(out var first, out var barrierBatch));
+        Assert.Equal(fast, first.Sender);
+        Assert.Equal(AlignmentStep.None, gate.OnBarrier(first, 7));
+
+        // The fast channel is blocked: only the slow channel's batch comes out, then nothing.
+        Assert.True(gate.TryTake(out var next, out _));
+        Assert.Equal(slow, next.Sender);
+        Assert.False(gate.TryTake(out _, out _));
+
+        gate.Accept(Batch(slow, 1, Barrier(7)));
+        Assert.True(gate.TryTake(out var slowBarrier, out _));
+        Assert.Equal(AlignmentStep.Aligned, gate.OnBarrier(slowBarrier, 7));
+        Assert.Equal(7, gate.AlignedCheckpoint);
+
+        // Aligned: the fast channel's held batch is released.
+        Assert.True(gate.TryTake(out var released, out var batch));
+        Assert.Equal((fast, 1L), (released.Sender, batch.Sequence));
+        Assert.Equal(StreamEventKind.Barrier, Assert.Single(barrierBatch.Events!).Kind);
+    }
+
+    [Fact]
+    public void A_newer_barrier_abandons_the_older_alignment_and_an_older_barrier_is_ignored()
+    {
+        var gate = new InputGate(Receiver, new RecordingTransport());
+        var a = Sender;
+        var b = Sender with { Index = 4 };
+        gate.Add(edgeId: 5, a);
+        gate.Add(edgeId: 5, b);
+        gate.Accept(Batch(a, 0, Barrier(1)));
+        gate.Accept(Batch(b, 0, Barrier(2)));
+        gate.TryTake(out var channelA, out _);
+        gate.OnBarrier(channelA, 1);
+        gate.TryTake(out var channelB, out _);
+
+        Assert.Equal(AlignmentStep.None, gate.OnBarrier(channelB, 2));
+        Assert.False(channelA.Blocked);
+        Assert.True(channelB.Blocked);
+
+        gate.Accept(Batch(a, 1, Barrier(2)));
+        gate.TryTake(out var again, out _);
+        Assert.Equal(AlignmentStep.Aligned, gate.OnBarrier(again, 2));
+        Assert.Equal(AlignmentStep.None, gate.OnBarrier(again, 1));
+    }
+
+    [Fact]
+    public void An_ended_channel_does_not_hold_up_alignment()
+    {
+        var gate = new InputGate(Receiver, new RecordingTransport());
+        var a = Sender;
+        var b = Sender with { Index = 4 };
+        gate.Add(edgeId: 5, a);
+        gate.Add(edgeId: 5, b);
+        gate.Accept(Batch(a, 0, Barrier(3)));
+        gate.TryTake(out var channelA, out _);
+        Assert.Equal(AlignmentStep.None, gate.OnBarrier(channelA, 3));
+
+        gate.Accept(Batch(b, 0, new StreamEvent(StreamEventKind.EndOfInput, 0)));
+        gate.TryTake(out var channelB, out _);
+
+        Assert.Equal(AlignmentStep.Aligned, gate.OnEndOfInput(channelB));
+        Assert.False(gate.AllEnded);
+    }
+
+    private static DataBatch Batch(SubtaskId sender, long sequence, params StreamEvent[] events) =>
+        new() { EdgeId = 5, SenderIndex = sender.Index, Sequence = sequence, Records = new[] { 1 }, Events = events.Length == 0 ? null : events };
+
+    private static StreamEvent Barrier(long checkpointId) => new(StreamEventKind.Barrier, checkpointId);
 
     [Fact]
     public void Output_channel_never_has_more_unacknowledged_batches_than_credits_and_sends_in_order()

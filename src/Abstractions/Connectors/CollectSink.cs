@@ -8,8 +8,10 @@ namespace StreamGrains.Connectors;
 /// </summary>
 /// <remarks>
 /// In append mode every record is kept; in upsert mode (<see cref="Upsert{TKey}"/>) a record replaces an earlier one
-/// with an equal key, which keeps the latest value per key. Results live in memory on one silo: this sink is for tests,
-/// demos and small outputs.
+/// with an equal key, which keeps the latest value per key. After a restart from a checkpoint, records written after
+/// that checkpoint are written again: upsert mode then still ends with the right value per key, append mode holds
+/// duplicates (at-least-once). Writes of an older attempt that arrive after a newer one's are dropped. Results live in
+/// memory on one silo: this sink is for tests, demos and small outputs.
 /// </remarks>
 public sealed class CollectSink<T> : ISink<T>
 {
@@ -49,10 +51,10 @@ public sealed class CollectSink<T> : ISink<T>
     {
         ArgumentNullException.ThrowIfNull(context);
         var grains = context.Services.GetRequiredService<IGrainFactory>();
-        return new Writer(grains.GetGrain<ICollectorGrain>(CollectorKey(context.JobId, Name)), context.SubtaskIndex, BatchSize, _key);
+        return new Writer(grains.GetGrain<ICollectorGrain>(CollectorKey(context.JobId, Name)), context.SubtaskIndex, context.Attempt, BatchSize, _key);
     }
 
-    private sealed class Writer(ICollectorGrain collector, int senderIndex, int batchSize, Func<T, object?>? key) : ISinkWriter<T>
+    private sealed class Writer(ICollectorGrain collector, int senderIndex, int attempt, int batchSize, Func<T, object?>? key) : ISinkWriter<T>
     {
         private const int MaxInFlight = 2;
         private readonly Queue<Task> _inFlight = new();
@@ -95,7 +97,7 @@ public sealed class CollectSink<T> : ISink<T>
 
         private void Send()
         {
-            var batch = new CollectedBatch { SenderIndex = senderIndex, Sequence = _sequence++, Records = [.. _records], Keys = _keys?.ToArray() };
+            var batch = new CollectedBatch { SenderIndex = senderIndex, Attempt = attempt, Sequence = _sequence++, Records = [.. _records], Keys = _keys?.ToArray() };
             _records = new List<object?>(batchSize);
             _keys = key is null ? null : new List<object?>(batchSize);
             _inFlight.Enqueue(collector.Append(batch));

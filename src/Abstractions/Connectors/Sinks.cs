@@ -17,6 +17,9 @@ public sealed record SinkContext
 
     /// <summary>Silo services: grain factory, logging, options.</summary>
     public required IServiceProvider Services { get; init; }
+
+    /// <summary>The job attempt the writer belongs to (1 for the first deployment, higher after restarts).</summary>
+    public int Attempt { get; init; } = 1;
 }
 
 /// <summary>A destination of records. The sink is a description; each subtask creates a writer.</summary>

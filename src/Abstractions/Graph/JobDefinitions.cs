@@ -54,7 +54,7 @@ public static class JobDefinitions
     public static JobPlan Plan(JobSpec spec)
     {
         ArgumentNullException.ThrowIfNull(spec);
-        var specErrors = spec.Channels.Validate().ToList();
+        var specErrors = spec.Channels.Validate().Concat(spec.Checkpointing.Validate()).Concat(spec.EffectiveRestart.Validate()).ToList();
         if (spec.MaxParallelism < 1 || spec.MaxParallelism > KeyGroups.UpperBound)
         {
             specErrors.Add($"MaxParallelism must be between 1 and {KeyGroups.UpperBound}, was {spec.MaxParallelism}.");

@@ -26,6 +26,51 @@ public interface IJobGrain : IGrainWithStringKey
     /// <summary>A subtask failed.</summary>
     [OneWay]
     Task OnSubtaskFailed(SubtaskId subtask, JobFailure failure);
+
+    /// <summary>A subtask is alive (sent every few seconds; reactivates a job grain whose silo was lost).</summary>
+    [OneWay]
+    Task Heartbeat(SubtaskId subtask);
+
+    /// <summary>The coordinator saw more consecutive checkpoint failures than tolerated in <paramref name="attempt"/>.</summary>
+    [OneWay]
+    Task OnCheckpointFailuresExceeded(int attempt, string reason);
+
+    /// <summary>Triggers a checkpoint now and waits for it to complete or abort.</summary>
+    Task<Snapshots.CheckpointStats> TriggerCheckpoint(TimeSpan timeout);
+}
+
+/// <summary>Runs the checkpoints of one job: triggers sources, collects acknowledgements, writes manifests, retains and cleans up.</summary>
+/// <remarks>Keyed by the job id.</remarks>
+public interface ICheckpointCoordinatorGrain : IGrainWithStringKey
+{
+    /// <summary>Starts periodic checkpoints for an attempt (stopping any older one).</summary>
+    Task Start(CoordinatorStart start);
+
+    /// <summary>Stops checkpointing for <paramref name="attempt"/>, aborting a pending checkpoint.</summary>
+    Task Stop(int attempt);
+
+    /// <summary>A subtask stored its part of a checkpoint.</summary>
+    [OneWay]
+    Task Acknowledge(int attempt, Snapshots.SubtaskCheckpointAck ack);
+
+    /// <summary>A subtask could not take or store its part of a checkpoint.</summary>
+    [OneWay]
+    Task Decline(int attempt, long checkpointId, SubtaskId subtask, string reason);
+
+    /// <summary>Triggers a checkpoint now (unless one is pending) and waits until it completes or aborts.</summary>
+    Task<Snapshots.CheckpointStats> TriggerNow(int attempt, TimeSpan timeout);
+
+    /// <summary>The latest completed checkpoint and the most recent ones, newest first.</summary>
+    Task<(Snapshots.CheckpointStats? Latest, IReadOnlyList<Snapshots.CheckpointStats> Recent)> GetStats();
+
+    /// <summary>The retained completed checkpoints in storage, newest first.</summary>
+    Task<IReadOnlyList<CompletedCheckpoint>> GetCompletedCheckpoints();
+
+    /// <summary>Removes a checkpoint that cannot be restored (missing or corrupt files) from the retained ones and deletes its manifest.</summary>
+    Task Discard(long checkpointId, string reason);
+
+    /// <summary>Deletes every checkpoint of the job (when it ends and checkpoints are not retained).</summary>
+    Task DeleteAll();
 }
 
 /// <summary>One subtask: one parallel instance of a chain of operators.</summary>
@@ -49,7 +94,18 @@ public interface ISubtaskGrain : IGrainWithStringKey
     Task<SubtaskStatus> GetStatus();
 
     /// <summary>Stops processing and releases resources.</summary>
-    Task Cancel();
+    Task Cancel(StopReason reason);
+
+    /// <summary>Injects the barrier of checkpoint <paramref name="checkpointId"/> (sources only); false when the subtask no longer runs.</summary>
+    Task<bool> TriggerCheckpoint(long checkpointId);
+
+    /// <summary>Checkpoint <paramref name="checkpointId"/> completed.</summary>
+    [OneWay]
+    Task NotifyCheckpointComplete(long checkpointId);
+
+    /// <summary>Checkpoint <paramref name="checkpointId"/> was aborted.</summary>
+    [OneWay]
+    Task NotifyCheckpointAborted(long checkpointId);
 }
 
 /// <summary>Holds what a collect sink received, for tests and the demo to read back.</summary>

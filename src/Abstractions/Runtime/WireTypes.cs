@@ -95,6 +95,73 @@ public sealed record SubtaskDeployment
 
     /// <summary>For source chains: the splits this subtask reads, with their positions.</summary>
     [Id(2)] public IReadOnlyList<Connectors.SourceSplit> Splits { get; init; } = [];
+
+    /// <summary>The state to restore before starting, when the job starts from a checkpoint or savepoint.</summary>
+    [Id(3)] public SubtaskRestore? Restore { get; init; }
+}
+
+/// <summary>What one subtask restores: the state of each of its operators, by Uid.</summary>
+[GenerateSerializer, Immutable]
+public sealed record SubtaskRestore
+{
+    /// <summary>The checkpoint the state comes from.</summary>
+    [Id(0)] public required long CheckpointId { get; init; }
+
+    /// <summary>Path of the manifest.</summary>
+    [Id(1)] public required string ManifestPath { get; init; }
+
+    /// <summary>The state of each operator of the subtask that has any, by Uid.</summary>
+    [Id(2)] public required IReadOnlyDictionary<string, Snapshots.OperatorSubtaskState> Operators { get; init; }
+
+    /// <summary>
+    /// Whether the job owns the restored files (a failover restoring its own checkpoint): then later checkpoints
+    /// reference them instead of uploading them again. False for a restore from another job's snapshot.
+    /// </summary>
+    [Id(3)] public bool OwnsFiles { get; init; }
+}
+
+/// <summary>Why a subtask is stopped.</summary>
+public enum StopReason : byte
+{
+    /// <summary>The job ended (finished, cancelled or failed for good): local state and local checkpoint copies are deleted.</summary>
+    JobEnded = 0,
+
+    /// <summary>The attempt is replaced by a new one: local checkpoint copies are kept for local recovery.</summary>
+    Failover = 1,
+}
+
+/// <summary>What the job grain tells the checkpoint coordinator when an attempt starts running.</summary>
+[GenerateSerializer, Immutable]
+public sealed record CoordinatorStart
+{
+    /// <summary>The job's spec.</summary>
+    [Id(0)] public required JobSpec Spec { get; init; }
+
+    /// <summary>The attempt now running.</summary>
+    [Id(1)] public required int Attempt { get; init; }
+
+    /// <summary>Every subtask of the attempt.</summary>
+    [Id(2)] public required IReadOnlyList<SubtaskId> Subtasks { get; init; }
+
+    /// <summary>The subtasks that start with a source (the coordinator triggers those).</summary>
+    [Id(3)] public required IReadOnlyList<SubtaskId> Sources { get; init; }
+
+    /// <summary>The checkpoint the attempt restored from, if any; new checkpoint ids are greater.</summary>
+    [Id(4)] public long? RestoredCheckpointId { get; init; }
+}
+
+/// <summary>A checkpoint that can be restored: its id and manifest.</summary>
+[GenerateSerializer, Immutable]
+public sealed record CompletedCheckpoint
+{
+    /// <summary>The checkpoint.</summary>
+    [Id(0)] public required long CheckpointId { get; init; }
+
+    /// <summary>Path of the manifest in checkpoint storage.</summary>
+    [Id(1)] public required string ManifestPath { get; init; }
+
+    /// <summary>The manifest.</summary>
+    [Id(2)] public required Snapshots.CheckpointManifest Manifest { get; init; }
 }
 
 /// <summary>A subtask's answer to a deploy.</summary>
@@ -109,6 +176,12 @@ public sealed record DeployResult
 
     /// <summary>Why the subtask could not be deployed (for example an operator's Open threw); null on success.</summary>
     [Id(2)] public JobFailure? Failure { get; init; }
+
+    /// <summary>Whether the failure was reading the state to restore (missing or corrupt files): another checkpoint may work.</summary>
+    [Id(3)] public bool RestoreFailed { get; init; }
+
+    /// <summary>How the restore went, when there was one.</summary>
+    [Id(4)] public RestoreProgress? Restore { get; init; }
 }
 
 /// <summary>Answer to a submit.</summary>
@@ -132,8 +205,11 @@ public sealed class CollectedBatch
     /// <summary>Index of the sending sink subtask.</summary>
     [Id(0)] public int SenderIndex { get; init; }
 
-    /// <summary>Position of the batch among its sender's batches, starting at 0.</summary>
+    /// <summary>Position of the batch among its sender's batches of one attempt, starting at 0.</summary>
     [Id(1)] public long Sequence { get; init; }
+
+    /// <summary>The job attempt of the sender; batches of older attempts than one already seen are dropped.</summary>
+    [Id(4)] public int Attempt { get; init; }
 
     /// <summary>The records.</summary>
     [Id(2)] public required object?[] Records { get; init; }

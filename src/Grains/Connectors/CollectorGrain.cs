@@ -5,7 +5,8 @@ namespace StreamGrains.Grains.Connectors;
 /// <summary>
 /// Keeps the records of one collect sink in memory. Orleans may deliver a sender's concurrent calls out of order, so
 /// batches are applied per sender in sequence order (later ones wait for earlier ones) and duplicates are dropped:
-/// in upsert mode the last record per key is then the last one the sink wrote.
+/// in upsert mode the last record per key is then the last one the sink wrote. Batches of an attempt older than the
+/// newest one seen are dropped (a stopped attempt's late writes must not overwrite the new attempt's).
 /// </summary>
 [GrainType("streamgrains.collector")]
 [CollectionAgeLimit(AlwaysActive = true)]
@@ -15,10 +16,22 @@ internal sealed class CollectorGrain : Grain, ICollectorGrain
     private readonly List<object?> _records = [];
     private readonly Dictionary<object, int> _positions = [];
     private readonly Dictionary<int, SenderState> _senders = [];
+    private int _attempt;
 
     public Task Append(CollectedBatch batch)
     {
         ArgumentNullException.ThrowIfNull(batch);
+        if (batch.Attempt < _attempt)
+        {
+            return Task.CompletedTask;
+        }
+
+        if (batch.Attempt > _attempt)
+        {
+            _attempt = batch.Attempt;
+            _senders.Clear();
+        }
+
         if (!_senders.TryGetValue(batch.SenderIndex, out var sender))
         {
             _senders[batch.SenderIndex] = sender = new SenderState();

@@ -54,6 +54,7 @@ public sealed class EmbeddedCluster : IAsyncDisposable
             silo.AddStreamGrains(runtime =>
             {
                 runtime.StateDirectory = stateDirectory;
+                runtime.CheckpointStorage.Path = Path.Combine(stateDirectory, "checkpoints");
                 options.ConfigureRuntime?.Invoke(runtime);
             });
             options.ConfigureServices?.Invoke(silo.Services);

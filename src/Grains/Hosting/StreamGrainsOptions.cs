@@ -1,3 +1,5 @@
+using StreamGrains.State.Storage;
+
 namespace StreamGrains.Grains;
 
 /// <summary>Silo-wide settings of the StreamGrains runtime (section <c>StreamGrains</c> of appsettings.json).</summary>
@@ -21,9 +23,17 @@ public sealed class StreamGrainsOptions
     /// <summary>Whether a subtask deletes its local state directory when it stops.</summary>
     public bool DeleteLocalStateOnStop { get; set; } = true;
 
+    /// <summary>Where checkpoints, savepoints and job records are kept.</summary>
+    public CheckpointStorageOptions CheckpointStorage { get; set; } = new();
+
     /// <summary>Returns the problems with these settings; empty when valid.</summary>
     public IEnumerable<string> Validate()
     {
+        foreach (var error in CheckpointStorage.Validate())
+        {
+            yield return "StreamGrains:" + error;
+        }
+
         if (string.IsNullOrWhiteSpace(StateDirectory))
         {
             yield return "StreamGrains:StateDirectory must be set.";

@@ -37,6 +37,7 @@ public static class StreamGrainsSiloBuilderExtensions
                 WriteBufferBytes = (long)o.WriteBufferMb << 20,
             });
         });
+        builder.Services.TryAddSingleton(static sp => sp.GetRequiredService<IOptions<StreamGrainsOptions>>().Value.CheckpointStorage.Create());
         builder.Services.AddPlacementDirector<SubtaskPlacementStrategy, SubtaskPlacementDirector>();
         return builder;
     }

@@ -5,37 +5,104 @@ using StreamGrains.Connectors;
 using StreamGrains.Grains.Placement;
 using StreamGrains.Graph;
 using StreamGrains.Runtime;
+using StreamGrains.Snapshots;
+using StreamGrains.State.Serialization;
+using StreamGrains.State.Snapshots;
+using StreamGrains.State.Storage;
 
 namespace StreamGrains.Grains.Jobs;
 
 /// <summary>
-/// Owns one job: validates the spec, plans placement, deploys the subtasks, starts them once all are ready (the restore
-/// gate), and tracks their outcome.
+/// Owns one job: validates the spec, deploys the subtasks of each attempt (restoring their state first), starts them
+/// once all are ready (the restore gate), starts the checkpoint coordinator, and fails over when a subtask fails or a
+/// silo leaves: the attempt is stopped and the job restarts from its latest restorable checkpoint under the restart
+/// strategy.
 /// </summary>
 /// <remarks>
-/// Reentrant: subtasks report to it while it awaits deploys, and status watchers wait on it. Every await is followed by
-/// a check that the job is still in the state (and attempt) the awaiting code expects.
+/// <para>Reentrant: subtasks report to it while it awaits deploys, and clients long-poll <see cref="WaitForChange"/>.
+/// After every await the code checks that the job is still in the attempt and state it expected.</para>
+/// <para>Its record (spec, attempt, state) is kept in checkpoint storage. A job grain activated again after its silo
+/// was lost (subtask heartbeats bring it back) reads the record and, if the job was running, fails over.</para>
 /// </remarks>
 [GrainType("streamgrains.job")]
 [Reentrant]
 [CollectionAgeLimit(AlwaysActive = true)]
-internal sealed class JobGrain(IClusterMembershipService membership, TimeProvider time, ILogger<JobGrain> logger) : Grain, IJobGrain
+internal sealed class JobGrain(
+    IClusterMembershipService membership,
+    ICheckpointStorage storage,
+    Orleans.Serialization.Serializer serializer,
+    TimeProvider time,
+    ILogger<JobGrain> logger) : Grain, IJobGrain
 {
+    private static readonly TimeSpan WatchdogInterval = TimeSpan.FromSeconds(1);
+    private static readonly TimeSpan StorageCheckTimeout = TimeSpan.FromSeconds(30);
+    private static readonly TimeSpan SubtaskCallTimeout = TimeSpan.FromSeconds(10);
     private readonly Dictionary<SubtaskId, SubtaskStatus> _subtasks = [];
     private readonly HashSet<SubtaskId> _finished = [];
-    private JobSpec? _spec;
+    private JobRecord? _record;
     private JobPlan? _plan;
-    private JobState _state;
     private long _version;
-    private int _attempt;
-    private JobFailure? _failure;
-    private DateTimeOffset _submittedAt;
-    private DateTimeOffset? _endedAt;
+    private IGrainTimer? _watchdog;
+    private bool _restarting;
+    private (JobFailure Failure, int Attempt)? _failureWhileRestarting;
     private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    private enum DeployOutcome
+    {
+        Started,
+        Superseded,
+        RestoreFailed,
+        Failed,
+    }
 
     private JobId Id => new(this.GetPrimaryKeyString());
 
-    public Task<SubmitResult> Submit(JobSpec spec)
+    private ICheckpointCoordinatorGrain Coordinator => GrainFactory.GetGrain<ICheckpointCoordinatorGrain>(Id.Value);
+
+    private JobState State => _record?.State ?? JobState.Deploying;
+
+    public override async Task OnActivateAsync(CancellationToken cancellationToken)
+    {
+        byte[]? bytes;
+        try
+        {
+            bytes = await storage.ReadAsync(JobRecord.PathOf(Id.Value), cancellationToken);
+        }
+        catch (CheckpointStorageException ex)
+        {
+            logger.LogWarning(ex, "Job {Job}: its record could not be read from checkpoint storage", Id);
+            return;
+        }
+
+        if (bytes is null)
+        {
+            return;
+        }
+
+        _record = serializer.Deserialize<JobRecord>(bytes) ?? throw new InvalidOperationException($"The record of job {Id} is empty.");
+        if (_record.State.IsTerminal())
+        {
+            return;
+        }
+
+        try
+        {
+            _plan = JobDefinitions.Plan(_record.Spec);
+        }
+        catch (JobValidationException ex)
+        {
+            _record.State = JobState.Failed;
+            _record.Failure = JobFailure.FromException(ex, null, -1);
+            return;
+        }
+
+        logger.LogWarning("Job {Job} was {State} in attempt {Attempt} when its grain was lost; failing over", Id, _record.State, _record.Attempt);
+        var attempt = _record.Attempt;
+        var failure = new JobFailure { ExceptionType = "JobGrainLost", Message = $"the job grain of attempt {attempt} was lost with its silo" };
+        this.RegisterGrainTimer(() => FailoverAsync(failure, attempt), new GrainTimerCreationOptions { DueTime = TimeSpan.Zero, Period = Timeout.InfiniteTimeSpan, Interleave = true });
+    }
+
+    public async Task<SubmitResult> Submit(JobSpec spec)
     {
         ArgumentNullException.ThrowIfNull(spec);
         var id = Id;
@@ -44,59 +111,97 @@ internal sealed class JobGrain(IClusterMembershipService membership, TimeProvide
             return Rejected($"The spec names job '{requested}' but was sent to job '{id}'.");
         }
 
-        if (_spec is not null)
+        if (_record is not null)
         {
-            return Rejected($"A job with id '{id}' already exists ({_state}); choose another id.");
-        }
-
-        if (spec.RestoreFrom is not null)
-        {
-            return Rejected("Restoring from a checkpoint or savepoint (RestoreFrom) is not supported yet.");
+            return Rejected($"A job with id '{id}' already exists ({_record.State}); choose another id.");
         }
 
         spec = spec with { JobId = id };
         JobPlan plan;
-        Dictionary<int, IReadOnlyList<SourceSplit>[]> splits;
         try
         {
             plan = JobDefinitions.Plan(spec);
-            splits = AssignSplits(plan, spec);
+            _ = AssignSplits(plan, spec, restore: null);
         }
         catch (JobValidationException ex)
         {
-            return Task.FromResult(new SubmitResult { JobId = id, Errors = ex.Errors });
+            return new SubmitResult { JobId = id, Errors = ex.Errors };
         }
 
-        _spec = spec;
-        _plan = plan;
-        _attempt = 1;
-        _submittedAt = time.GetUtcNow();
-        logger.LogInformation("Job {Job} ({Type}) accepted: {Chains} chains, {Subtasks} subtasks", id, spec.JobType, plan.Chains.Count, plan.SubtaskCount);
-        SetState(JobState.Deploying);
-        _ = DeployAsync(spec, plan, splits, _attempt);
-        return Task.FromResult(new SubmitResult { JobId = id });
+        try
+        {
+            using var timeout = new CancellationTokenSource(StorageCheckTimeout);
+            await storage.CheckAccessAsync(timeout.Token);
+        }
+        catch (Exception ex) when (ex is CheckpointStorageException or OperationCanceledException)
+        {
+            return Rejected($"Checkpoint storage {storage.Location} is not usable: {ex.Message}");
+        }
 
-        Task<SubmitResult> Rejected(string error) => Task.FromResult(new SubmitResult { JobId = id, Errors = [error] });
+        CompletedCheckpoint? restore = null;
+        if (spec.RestoreFrom is { } restoreFrom)
+        {
+            var (checkpoint, errors) = await ReadRestorePointAsync(restoreFrom, plan, spec);
+            if (checkpoint is null)
+            {
+                return new SubmitResult { JobId = id, Errors = errors };
+            }
+
+            restore = checkpoint;
+        }
+
+        if (_record is not null)
+        {
+            return Rejected($"A job with id '{id}' already exists ({_record.State}); choose another id.");
+        }
+
+        _record = new JobRecord { Spec = spec, State = JobState.Deploying, Attempt = 1, SubmittedAt = time.GetUtcNow() };
+        _plan = plan;
+        if (!await PersistAsync())
+        {
+            _record = null;
+            return Rejected($"The job's record could not be written to checkpoint storage {storage.Location}.");
+        }
+
+        logger.LogInformation("Job {Job} ({Type}) accepted: {Chains} chains, {Subtasks} subtasks{Restore}", id, spec.JobType, plan.Chains.Count, plan.SubtaskCount, restore is null ? string.Empty : $", restoring {restore.ManifestPath}");
+        SetState(JobState.Deploying);
+        _ = StartFirstAttemptAsync(restore);
+        return new SubmitResult { JobId = id };
+
+        SubmitResult Rejected(string error) => new() { JobId = id, Errors = [error] };
     }
 
     public async Task<JobStatus?> GetStatus(bool refreshSubtasks)
     {
-        if (_spec is null)
+        if (_record is null)
         {
             return null;
         }
 
-        if (refreshSubtasks && !_state.IsTerminal())
+        if (refreshSubtasks && !State.IsTerminal())
         {
-            await RefreshSubtasksAsync();
+            await RefreshSubtasksAsync(_record.Attempt);
         }
 
-        return Snapshot();
+        (CheckpointStats? Latest, IReadOnlyList<CheckpointStats> Recent) checkpoints = (null, []);
+        if (_record.Spec.Checkpointing.Enabled)
+        {
+            try
+            {
+                checkpoints = await Coordinator.GetStats().WaitAsync(SubtaskCallTimeout);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                logger.LogDebug(ex, "Checkpoint statistics of job {Job} unavailable", Id);
+            }
+        }
+
+        return Snapshot() with { LatestCheckpoint = checkpoints.Latest, RecentCheckpoints = checkpoints.Recent };
     }
 
     public async Task<JobStatus?> WaitForChange(long knownVersion, TimeSpan maxWait)
     {
-        if (_spec is null)
+        if (_record is null)
         {
             return null;
         }
@@ -111,16 +216,20 @@ internal sealed class JobGrain(IClusterMembershipService membership, TimeProvide
 
     public async Task<JobStatus?> Cancel()
     {
-        if (_spec is null)
+        if (_record is null)
         {
             return null;
         }
 
-        if (!_state.IsTerminal() && _state != JobState.Cancelling)
+        if (!State.IsTerminal() && State != JobState.Cancelling)
         {
             SetState(JobState.Cancelling);
-            await ReleaseSubtasksAsync();
+            StopWatchdog();
+            await StopCoordinatorAsync(_record.Attempt);
+            await ReleaseSubtasksAsync(_record.Attempt, StopReason.JobEnded);
+            await DeleteCheckpointsUnlessRetainedAsync();
             SetState(JobState.Canceled);
+            await PersistAsync();
         }
 
         return Snapshot();
@@ -128,51 +237,98 @@ internal sealed class JobGrain(IClusterMembershipService membership, TimeProvide
 
     public async Task OnSubtaskFinished(SubtaskId subtask)
     {
-        if (subtask.Attempt != _attempt || _state != JobState.Running || !_finished.Add(subtask))
+        if (_record is null || subtask.Attempt != _record.Attempt || State != JobState.Running || !_finished.Add(subtask))
         {
             return;
         }
 
         if (_finished.Count == _plan!.SubtaskCount)
         {
-            await ReleaseSubtasksAsync();
-            if (_state == JobState.Running)
+            StopWatchdog();
+            await StopCoordinatorAsync(subtask.Attempt);
+            await ReleaseSubtasksAsync(subtask.Attempt, StopReason.JobEnded);
+            if (State == JobState.Running && _record.Attempt == subtask.Attempt)
             {
                 logger.LogInformation("Job {Job} finished", Id);
+                await DeleteCheckpointsUnlessRetainedAsync();
                 SetState(JobState.Finished);
+                await PersistAsync();
             }
         }
     }
 
-    public async Task OnSubtaskFailed(SubtaskId subtask, JobFailure failure)
+    public Task OnSubtaskFailed(SubtaskId subtask, JobFailure failure)
     {
-        if (subtask.Attempt != _attempt || _state.IsTerminal() || _state == JobState.Cancelling)
+        if (_record is null || subtask.Attempt != _record.Attempt)
         {
-            return;
+            return Task.CompletedTask;
         }
 
-        await FailAsync(failure);
+        return FailoverAsync(failure, subtask.Attempt);
     }
 
-    private static Dictionary<int, IReadOnlyList<SourceSplit>[]> AssignSplits(JobPlan plan, JobSpec spec)
+    public Task Heartbeat(SubtaskId subtask)
+    {
+        if (_record is null || subtask.Attempt < _record.Attempt || State.IsTerminal())
+        {
+            // A subtask of an older attempt (or of a job that ended) whose stop did not reach it: stop it now.
+            var reason = _record is null || State.IsTerminal() ? StopReason.JobEnded : StopReason.Failover;
+            _ = GrainFactory.GetGrain<ISubtaskGrain>(subtask.GrainKey).Cancel(reason);
+        }
+
+        return Task.CompletedTask;
+    }
+
+    public Task OnCheckpointFailuresExceeded(int attempt, string reason)
+    {
+        if (_record is null || attempt != _record.Attempt)
+        {
+            return Task.CompletedTask;
+        }
+
+        return FailoverAsync(new JobFailure { ExceptionType = "CheckpointFailures", Message = reason }, attempt);
+    }
+
+    public async Task<CheckpointStats> TriggerCheckpoint(TimeSpan timeout)
+    {
+        if (_record is null || State != JobState.Running || !_record.Spec.Checkpointing.Enabled)
+        {
+            throw new InvalidOperationException($"Job {Id} cannot take a checkpoint: it is {(_record is null ? "unknown" : State)}{(_record?.Spec.Checkpointing.Enabled == false ? " and has checkpointing disabled" : string.Empty)}.");
+        }
+
+        return await Coordinator.TriggerNow(_record.Attempt, timeout);
+    }
+
+    private static Dictionary<int, IReadOnlyList<SourceSplit>[]> AssignSplits(JobPlan plan, JobSpec spec, CheckpointManifest? restore)
     {
         var result = new Dictionary<int, IReadOnlyList<SourceSplit>[]>();
         foreach (var chain in plan.Chains.Where(static c => c.IsSource))
         {
-            IReadOnlyList<SourceSplit> all;
-            try
-            {
-                all = chain.Head.Accept(new SplitEnumerator(new SplitEnumerationContext(chain.Parallelism, plan.MaxParallelism, spec.Parameters)));
-            }
-            catch (Exception ex)
-            {
-                throw new JobValidationException($"Source '{chain.Head.EffectiveUid}' could not enumerate its splits: {ex.Message}", ex);
-            }
-
             var perSubtask = new IReadOnlyList<SourceSplit>[chain.Parallelism];
-            for (var i = 0; i < chain.Parallelism; i++)
+            var restored = restore?.Operators.FirstOrDefault(o => o.Uid == chain.Head.Uid);
+            if (restored is not null)
             {
-                perSubtask[i] = all.Where((_, k) => k % chain.Parallelism == i).ToArray();
+                for (var i = 0; i < chain.Parallelism; i++)
+                {
+                    perSubtask[i] = restored.Subtasks.FirstOrDefault(s => s.SubtaskIndex == i)?.SourceSplits ?? [];
+                }
+            }
+            else
+            {
+                IReadOnlyList<SourceSplit> all;
+                try
+                {
+                    all = chain.Head.Accept(new SplitEnumerator(new SplitEnumerationContext(chain.Parallelism, plan.MaxParallelism, spec.Parameters)));
+                }
+                catch (Exception ex)
+                {
+                    throw new JobValidationException($"Source '{chain.Head.EffectiveUid}' could not enumerate its splits: {ex.Message}", ex);
+                }
+
+                for (var i = 0; i < chain.Parallelism; i++)
+                {
+                    perSubtask[i] = all.Where((_, k) => k % chain.Parallelism == i).ToArray();
+                }
             }
 
             result[chain.Index] = perSubtask;
@@ -181,26 +337,103 @@ internal sealed class JobGrain(IClusterMembershipService membership, TimeProvide
         return result;
     }
 
-    private async Task DeployAsync(JobSpec spec, JobPlan plan, Dictionary<int, IReadOnlyList<SourceSplit>[]> splits, int attempt)
+    /// <summary>The problems that keep <paramref name="manifest"/> from being restored into <paramref name="plan"/>.</summary>
+    private static List<string> ValidateRestore(CheckpointManifest manifest, JobPlan plan, JobSpec spec)
     {
+        var errors = new List<string>();
+        if (manifest.MaxParallelism != plan.MaxParallelism)
+        {
+            errors.Add($"Checkpoint {manifest.CheckpointId} was taken with max parallelism {manifest.MaxParallelism} but the job has {plan.MaxParallelism}; the max parallelism is fixed for a job's life.");
+        }
+
+        var nodes = plan.Nodes.Where(static n => n.Uid is not null).ToDictionary(static n => n.Uid!, StringComparer.Ordinal);
+        foreach (var state in manifest.Operators)
+        {
+            if (!nodes.TryGetValue(state.Uid, out var node))
+            {
+                if (!spec.AllowNonRestoredState)
+                {
+                    errors.Add($"Checkpoint {manifest.CheckpointId} has state of operator '{state.Uid}', which the job no longer has; set AllowNonRestoredState to drop that state.");
+                }
+
+                continue;
+            }
+
+            var parallelism = plan.ChainOf(node).Parallelism;
+            if (state.Parallelism != parallelism)
+            {
+                errors.Add($"Operator '{state.Uid}' has parallelism {state.Parallelism} in checkpoint {manifest.CheckpointId} and {parallelism} in the job; restoring with another parallelism is not supported yet.");
+            }
+        }
+
+        return errors;
+    }
+
+    private async Task<(CompletedCheckpoint? Checkpoint, IReadOnlyList<string> Errors)> ReadRestorePointAsync(string restoreFrom, JobPlan plan, JobSpec spec)
+    {
+        var path = SnapshotLayout.ManifestPathOf(restoreFrom);
         try
         {
-            var ids = plan.Chains.SelectMany(c => Enumerable.Range(0, c.Parallelism).Select(i => new SubtaskId(spec.JobId!.Value, c.Index, i, attempt))).ToArray();
+            var bytes = await storage.ReadAsync(path, CancellationToken.None);
+            if (bytes is null)
+            {
+                return (null, [$"RestoreFrom: there is no checkpoint or savepoint at '{restoreFrom}' in {storage.Location} ('{path}' does not exist; a directory without a manifest is not a checkpoint)."]);
+            }
+
+            var manifest = ManifestJson.Deserialize(bytes, path);
+            var errors = ValidateRestore(manifest, plan, spec);
+            return errors.Count > 0 ? (null, errors) : (new CompletedCheckpoint { CheckpointId = manifest.CheckpointId, ManifestPath = path, Manifest = manifest }, []);
+        }
+        catch (Exception ex) when (ex is CheckpointStorageException or StateFormatException)
+        {
+            return (null, [$"RestoreFrom: '{path}' cannot be read: {ex.Message}"]);
+        }
+    }
+
+    private async Task StartFirstAttemptAsync(CompletedCheckpoint? restore)
+    {
+        var (outcome, failure) = await DeployAttemptAsync(_record!.Attempt, restore, ownsFiles: false);
+        switch (outcome)
+        {
+            case DeployOutcome.RestoreFailed:
+                await FailForGoodAsync(failure!);
+                break;
+            case DeployOutcome.Failed:
+                await FailoverAsync(failure!, _record.Attempt);
+                break;
+        }
+    }
+
+    /// <summary>Deploys every subtask of <paramref name="attempt"/>, restoring <paramref name="restore"/>, and starts them once all are ready.</summary>
+    private async Task<(DeployOutcome Outcome, JobFailure? Failure)> DeployAttemptAsync(int attempt, CompletedCheckpoint? restore, bool ownsFiles)
+    {
+        var record = _record!;
+        var plan = _plan!;
+        var spec = record.Spec;
+        var ids = plan.Chains.SelectMany(c => Enumerable.Range(0, c.Parallelism).Select(i => new SubtaskId(Id, c.Index, i, attempt))).ToArray();
+        try
+        {
+            var splits = AssignSplits(plan, spec, restore?.Manifest);
             var silos = membership.CurrentSnapshot.Members.Values.Where(static m => m.Status == SiloStatus.Active).Select(static m => m.SiloAddress).ToArray();
-            var placement = PlacementPlanner.Assign(silos, ids.Length);
+            var previous = ids.Select(id => record.Placement.TryGetValue(JobRecord.PlacementKey(id), out var silo) ? silos.FirstOrDefault(s => s.ToString() == silo) : null).ToArray();
+            var placement = PlacementPlanner.Assign(silos, ids.Length, previous);
+            _subtasks.Clear();
+            _finished.Clear();
             var deploys = new Task<DeployResult>[ids.Length];
             try
             {
                 for (var i = 0; i < ids.Length; i++)
                 {
                     var id = ids[i];
-                    _subtasks[id] = new SubtaskStatus { Chain = plan.Chains[id.Chain].Name, Index = id.Index, Parallelism = plan.Chains[id.Chain].Parallelism, IsSource = plan.Chains[id.Chain].IsSource };
+                    var chain = plan.Chains[id.Chain];
+                    _subtasks[id] = new SubtaskStatus { Chain = chain.Name, Index = id.Index, Attempt = attempt, Parallelism = chain.Parallelism, IsSource = chain.IsSource, Silo = placement[i].ToString() };
                     RequestContext.Set(IPlacementDirector.PlacementHintKey, placement[i]);
                     deploys[i] = GrainFactory.GetGrain<ISubtaskGrain>(id.GrainKey).Deploy(new SubtaskDeployment
                     {
                         Spec = spec,
                         Subtask = id,
                         Splits = splits.TryGetValue(id.Chain, out var chainSplits) ? chainSplits[id.Index] : [],
+                        Restore = RestoreOf(restore, chain, id.Index, ownsFiles),
                     });
                 }
             }
@@ -210,73 +443,295 @@ internal sealed class JobGrain(IClusterMembershipService membership, TimeProvide
             }
 
             var results = await Task.WhenAll(deploys);
-            if (attempt != _attempt || _state != JobState.Deploying)
+            if (attempt != record.Attempt || State is not (JobState.Deploying or JobState.Restarting))
             {
-                return;
+                return (DeployOutcome.Superseded, null);
             }
 
             for (var i = 0; i < ids.Length; i++)
             {
-                _subtasks[ids[i]] = _subtasks[ids[i]] with { Silo = results[i].Silo, KeyGroups = results[i].KeyGroups, State = SubtaskState.Ready };
+                _subtasks[ids[i]] = _subtasks[ids[i]] with { Silo = results[i].Silo, KeyGroups = results[i].KeyGroups, State = SubtaskState.Ready, Restore = results[i].Restore };
+                record.Placement[JobRecord.PlacementKey(ids[i])] = results[i].Silo;
             }
 
-            if (results.FirstOrDefault(static r => r.Failure is not null)?.Failure is { } failure)
+            if (results.FirstOrDefault(static r => r.Failure is not null) is { } failed)
             {
-                await FailAsync(failure);
-                return;
+                await ReleaseSubtasksAsync(attempt, StopReason.Failover);
+                return (failed.RestoreFailed ? DeployOutcome.RestoreFailed : DeployOutcome.Failed, failed.Failure);
             }
 
             // Restore gate: nothing starts before every subtask reported its state ready.
             await Task.WhenAll(ids.Select(id => GrainFactory.GetGrain<ISubtaskGrain>(id.GrainKey).Start()));
-            if (attempt == _attempt && _state == JobState.Deploying)
+            if (attempt != record.Attempt || State is not (JobState.Deploying or JobState.Restarting))
             {
-                SetState(JobState.Running);
+                return (DeployOutcome.Superseded, null);
             }
+
+            // The coordinator runs before the job reports Running, so a client that saw Running can trigger a checkpoint.
+            if (spec.Checkpointing.Enabled)
+            {
+                await Coordinator.Start(new CoordinatorStart
+                {
+                    Spec = spec,
+                    Attempt = attempt,
+                    Subtasks = ids,
+                    Sources = ids.Where(id => plan.Chains[id.Chain].IsSource).ToArray(),
+                    RestoredCheckpointId = restore is not null && ownsFiles ? restore.CheckpointId : null,
+                });
+                if (attempt != record.Attempt || State is not (JobState.Deploying or JobState.Restarting))
+                {
+                    await StopCoordinatorAsync(attempt);
+                    return (DeployOutcome.Superseded, null);
+                }
+            }
+
+            record.RestoredFrom = restore?.ManifestPath;
+            SetState(JobState.Running);
+            await PersistAsync();
+            StartWatchdog();
+            return (DeployOutcome.Started, null);
         }
         catch (Exception ex)
         {
-            logger.LogError(ex, "Deploying job {Job} failed", Id);
-            if (attempt == _attempt && !_state.IsTerminal())
+            logger.LogError(ex, "Deploying attempt {Attempt} of job {Job} failed", attempt, Id);
+            return (DeployOutcome.Failed, JobFailure.FromException(ex, operatorUid: null, subtaskIndex: -1));
+        }
+    }
+
+    private static SubtaskRestore? RestoreOf(CompletedCheckpoint? restore, ChainPlan chain, int index, bool ownsFiles)
+    {
+        if (restore is null)
+        {
+            return null;
+        }
+
+        var operators = new Dictionary<string, OperatorSubtaskState>(StringComparer.Ordinal);
+        foreach (var node in chain.Nodes.Where(static n => n.Uid is not null))
+        {
+            if (restore.Manifest.Operators.FirstOrDefault(o => o.Uid == node.Uid) is { } state
+                && state.Subtasks.FirstOrDefault(s => s.SubtaskIndex == index) is { } subtask)
             {
-                await FailAsync(JobFailure.FromException(ex, operatorUid: null, subtaskIndex: -1));
+                operators[node.Uid!] = subtask;
+            }
+        }
+
+        return operators.Count == 0 ? null : new SubtaskRestore { CheckpointId = restore.CheckpointId, ManifestPath = restore.ManifestPath, Operators = operators, OwnsFiles = ownsFiles };
+    }
+
+    /// <summary>
+    /// Stops the failed attempt and restarts the job under its restart strategy, from the newest checkpoint that can be
+    /// restored (a checkpoint with a missing or corrupt file is discarded with a warning and the previous one is tried),
+    /// or from the beginning when there is none.
+    /// </summary>
+    private async Task FailoverAsync(JobFailure failure, int failedAttempt)
+    {
+        if (_record is not { } record || record.State.IsTerminal() || record.State == JobState.Cancelling || failedAttempt != record.Attempt)
+        {
+            return;
+        }
+
+        if (_restarting)
+        {
+            // Reported while a restart is under way; replayed afterwards only if it concerns the attempt then running.
+            _failureWhileRestarting = (failure, failedAttempt);
+            return;
+        }
+
+        _restarting = true;
+        try
+        {
+            while (true)
+            {
+                logger.LogWarning("Job {Job} attempt {Attempt} failed: {Failure}", Id, record.Attempt, failure);
+                StopWatchdog();
+                var old = record.Attempt;
+                await StopCoordinatorAsync(old);
+                var restarts = record.Restarts + 1;
+                if (record.Spec.EffectiveRestart.DelayBefore(restarts) is not { } delay)
+                {
+                    await FailForGoodAsync(failure);
+                    return;
+                }
+
+                record.Restarts = restarts;
+                record.Warnings.Add($"Attempt {old} failed and the job restarts ({restarts} of {record.Spec.EffectiveRestart.MaxAttempts} restarts): {failure}");
+                SetState(JobState.Restarting);
+                await PersistAsync();
+                await ReleaseSubtasksAsync(old, StopReason.Failover);
+                await Task.Delay(delay, time);
+                if (record.State != JobState.Restarting)
+                {
+                    return;
+                }
+
+                var (outcome, next) = await RestartFromLatestAsync();
+                if (outcome != DeployOutcome.Failed)
+                {
+                    return;
+                }
+
+                failure = next!;
+            }
+        }
+        finally
+        {
+            _restarting = false;
+            if (_failureWhileRestarting is { } pending)
+            {
+                _failureWhileRestarting = null;
+                _ = FailoverAsync(pending.Failure, pending.Attempt);
             }
         }
     }
 
-    private async Task FailAsync(JobFailure failure)
+    private async Task<(DeployOutcome Outcome, JobFailure? Failure)> RestartFromLatestAsync()
     {
-        logger.LogWarning("Job {Job} failed: {Failure}", Id, failure);
-        _failure = failure;
-        SetState(JobState.Failed);
-        await ReleaseSubtasksAsync();
+        var record = _record!;
+        var candidates = new List<(CompletedCheckpoint Checkpoint, bool Owned)>();
+        if (record.Spec.Checkpointing.Enabled)
+        {
+            candidates.AddRange((await Coordinator.GetCompletedCheckpoints()).Select(static c => (c, true)));
+        }
+
+        if (candidates.Count == 0 && record.Spec.RestoreFrom is { } restoreFrom)
+        {
+            var (original, errors) = await ReadRestorePointAsync(restoreFrom, _plan!, record.Spec);
+            if (original is null)
+            {
+                var failure = new JobFailure { ExceptionType = "RestoreFailed", Message = string.Join(" ", errors) };
+                await FailForGoodAsync(failure);
+                return (DeployOutcome.RestoreFailed, failure);
+            }
+
+            candidates.Add((original, false));
+        }
+
+        foreach (var (checkpoint, owned) in candidates)
+        {
+            if (await FindMissingFileAsync(checkpoint.Manifest) is { } missing)
+            {
+                await DiscardAsync(checkpoint, owned, $"its file '{missing}' is missing from checkpoint storage");
+                continue;
+            }
+
+            record.Attempt++;
+            await PersistAsync();
+            var (outcome, failure) = await DeployAttemptAsync(record.Attempt, checkpoint, owned);
+            if (outcome != DeployOutcome.RestoreFailed)
+            {
+                return (outcome, failure);
+            }
+
+            await DiscardAsync(checkpoint, owned, failure?.Message ?? "its state could not be read");
+        }
+
+        if (candidates.Count > 0)
+        {
+            var failure = new JobFailure { ExceptionType = "RestoreFailed", Message = "No retained checkpoint of the job could be restored; see the warnings." };
+            await FailForGoodAsync(failure);
+            return (DeployOutcome.RestoreFailed, failure);
+        }
+
+        record.Attempt++;
+        await PersistAsync();
+        return await DeployAttemptAsync(record.Attempt, restore: null, ownsFiles: false);
     }
 
-    /// <summary>Collects the subtasks' final counters, then stops them and frees their state.</summary>
-    private async Task ReleaseSubtasksAsync()
+    private async Task DiscardAsync(CompletedCheckpoint checkpoint, bool owned, string reason)
     {
-        await RefreshSubtasksAsync();
-        var ids = _subtasks.Keys.Where(id => id.Attempt == _attempt).ToArray();
+        var warning = $"Checkpoint {checkpoint.CheckpointId} ({checkpoint.ManifestPath}) cannot be restored: {reason}; falling back to an older checkpoint.";
+        logger.LogWarning("Job {Job}: {Warning}", Id, warning);
+        _record!.Warnings.Add(warning);
+        SetState(_record.State);
+        if (owned)
+        {
+            await Coordinator.Discard(checkpoint.CheckpointId, reason);
+        }
+    }
+
+    private async Task<string?> FindMissingFileAsync(CheckpointManifest manifest)
+    {
+        foreach (var chunk in manifest.Files().Select(static f => f.Path).Distinct(StringComparer.Ordinal).Chunk(16))
+        {
+            var exists = await Task.WhenAll(chunk.Select(path => storage.ExistsAsync(path, CancellationToken.None)));
+            var index = Array.IndexOf(exists, false);
+            if (index >= 0)
+            {
+                return chunk[index];
+            }
+        }
+
+        return null;
+    }
+
+    private async Task FailForGoodAsync(JobFailure failure)
+    {
+        StopWatchdog();
+        await StopCoordinatorAsync(_record!.Attempt);
+        _record.Failure = failure;
+        SetState(JobState.Failed);
+        await PersistAsync();
+        await ReleaseSubtasksAsync(_record.Attempt, StopReason.JobEnded);
+    }
+
+    private async Task DeleteCheckpointsUnlessRetainedAsync()
+    {
+        if (_record!.Spec.Checkpointing.Enabled && !_record.Spec.Checkpointing.RetainOnCancel)
+        {
+            try
+            {
+                await Coordinator.DeleteAll();
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                logger.LogWarning(ex, "Job {Job}: deleting its checkpoints failed", Id);
+            }
+        }
+    }
+
+    private async Task StopCoordinatorAsync(int attempt)
+    {
+        if (!_record!.Spec.Checkpointing.Enabled)
+        {
+            return;
+        }
+
+        try
+        {
+            await Coordinator.Stop(attempt).WaitAsync(SubtaskCallTimeout);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            logger.LogWarning(ex, "Job {Job}: stopping the checkpoint coordinator failed", Id);
+        }
+    }
+
+    /// <summary>Collects the subtasks' final counters, then stops them.</summary>
+    private async Task ReleaseSubtasksAsync(int attempt, StopReason reason)
+    {
+        await RefreshSubtasksAsync(attempt);
+        var ids = _subtasks.Keys.Where(id => id.Attempt == attempt).ToArray();
         await Task.WhenAll(ids.Select(async id =>
         {
             try
             {
-                await GrainFactory.GetGrain<ISubtaskGrain>(id.GrainKey).Cancel();
+                await GrainFactory.GetGrain<ISubtaskGrain>(id.GrainKey).Cancel(reason).WaitAsync(SubtaskCallTimeout);
             }
             catch (Exception ex)
             {
-                logger.LogWarning(ex, "Stopping subtask {Subtask} failed", id);
+                logger.LogDebug(ex, "Stopping subtask {Subtask} failed (its silo may be gone)", id);
             }
         }));
     }
 
-    private async Task RefreshSubtasksAsync()
+    private async Task RefreshSubtasksAsync(int attempt)
     {
-        var ids = _subtasks.Keys.Where(id => id.Attempt == _attempt).ToArray();
+        var ids = _subtasks.Keys.Where(id => id.Attempt == attempt).ToArray();
         var statuses = await Task.WhenAll(ids.Select(async id =>
         {
             try
             {
-                return await GrainFactory.GetGrain<ISubtaskGrain>(id.GrainKey).GetStatus().WaitAsync(TimeSpan.FromSeconds(10));
+                return await GrainFactory.GetGrain<ISubtaskGrain>(id.GrainKey).GetStatus().WaitAsync(SubtaskCallTimeout);
             }
             catch (Exception ex)
             {
@@ -286,20 +741,67 @@ internal sealed class JobGrain(IClusterMembershipService membership, TimeProvide
         }));
         for (var i = 0; i < ids.Length; i++)
         {
-            if (statuses[i] is { State: not SubtaskState.Created } status)
+            if (statuses[i] is { State: not SubtaskState.Created } status && _subtasks.ContainsKey(ids[i]))
             {
                 _subtasks[ids[i]] = status;
             }
         }
     }
 
+    /// <summary>Fails over when a silo that hosts a subtask of the running attempt is no longer active.</summary>
+    private Task CheckSilosAsync()
+    {
+        if (_record is not { State: JobState.Running } record)
+        {
+            return Task.CompletedTask;
+        }
+
+        var active = membership.CurrentSnapshot.Members.Values.Where(static m => m.Status == SiloStatus.Active).Select(static m => m.SiloAddress.ToString()).ToHashSet(StringComparer.Ordinal);
+        foreach (var (id, status) in _subtasks)
+        {
+            if (id.Attempt == record.Attempt && status.Silo is { } silo && !active.Contains(silo))
+            {
+                var failure = new JobFailure { ExceptionType = "SiloLost", SubtaskIndex = id.Index, Message = $"silo {silo}, which ran subtask {id}, left the cluster" };
+                return FailoverAsync(failure, record.Attempt);
+            }
+        }
+
+        return Task.CompletedTask;
+    }
+
+    private void StartWatchdog()
+    {
+        StopWatchdog();
+        _watchdog = this.RegisterGrainTimer(CheckSilosAsync, new GrainTimerCreationOptions { DueTime = WatchdogInterval, Period = WatchdogInterval, Interleave = true });
+    }
+
+    private void StopWatchdog()
+    {
+        _watchdog?.Dispose();
+        _watchdog = null;
+    }
+
+    private async Task<bool> PersistAsync()
+    {
+        try
+        {
+            await storage.WriteAsync(JobRecord.PathOf(Id.Value), serializer.SerializeToArray(_record!), overwrite: true, CancellationToken.None);
+            return true;
+        }
+        catch (CheckpointStorageException ex)
+        {
+            logger.LogWarning(ex, "Job {Job}: its record could not be written to checkpoint storage", Id);
+            return false;
+        }
+    }
+
     private void SetState(JobState state)
     {
-        _state = state;
+        _record!.State = state;
         _version++;
         if (state.IsTerminal())
         {
-            _endedAt = time.GetUtcNow();
+            _record.EndedAt = time.GetUtcNow();
         }
 
         var changed = _changed;
@@ -310,13 +812,16 @@ internal sealed class JobGrain(IClusterMembershipService membership, TimeProvide
     private JobStatus Snapshot() => new()
     {
         JobId = Id,
-        JobType = _spec!.JobType,
-        State = _state,
+        JobType = _record!.Spec.JobType,
+        State = _record.State,
         Version = _version,
-        Attempt = _attempt,
-        SubmittedAt = _submittedAt,
-        EndedAt = _endedAt,
-        Failure = _failure,
+        Attempt = _record.Attempt,
+        Restarts = _record.Restarts,
+        SubmittedAt = _record.SubmittedAt,
+        EndedAt = _record.EndedAt,
+        Failure = _record.Failure,
+        Warnings = [.. _record.Warnings],
+        RestoredFrom = _record.RestoredFrom,
         Subtasks = _subtasks.OrderBy(static p => p.Key.Chain).ThenBy(static p => p.Key.Index).Select(static p => p.Value).ToArray(),
     };
 

@@ -1,4 +1,5 @@
 using StreamGrains.Functions;
+using StreamGrains.Snapshots;
 
 namespace StreamGrains.Grains.Operators;
 
@@ -41,9 +42,11 @@ internal sealed class OperatorException(string operatorUid, Exception innerExcep
 /// One operator of a chain at run time.
 /// </summary>
 /// <remarks>
-/// Lifecycle, in order, all on the subtask's mailbox: <see cref="Open"/> (state restored) → records, timers and
-/// <see cref="AfterBatchAsync"/> calls interleaved → <see cref="EndOfInputAsync"/> once all input ended (not on cancel) →
-/// <see cref="CloseAsync"/>. User exceptions leave as <see cref="OperatorException"/>.
+/// Lifecycle, in order, all on the subtask's mailbox: <see cref="OpenAsync"/> (restores state, then opens user code) →
+/// records, timers, <see cref="AfterBatchAsync"/>, <see cref="SnapshotState"/> and checkpoint notifications
+/// interleaved → <see cref="EndOfInputAsync"/> once all input ended (not on cancel) → <see cref="CloseAsync"/>. User
+/// exceptions leave as <see cref="OperatorException"/>. The asynchronous part a snapshot returns runs off the mailbox
+/// and must only touch what the synchronous part captured.
 /// </remarks>
 internal abstract class ChainOperator(string uid)
 {
@@ -52,9 +55,18 @@ internal abstract class ChainOperator(string uid)
     /// <summary>Earliest pending timer, if the operator has timers.</summary>
     public virtual long? NextTimerTimestamp => null;
 
-    public virtual void Open(OperatorContext context)
+    public virtual ValueTask OpenAsync(OperatorContext context) => ValueTask.CompletedTask;
+
+    /// <summary>The synchronous part of a snapshot; null when the operator has no state.</summary>
+    public virtual PendingSnapshot? SnapshotState(long checkpointId) => null;
+
+    /// <summary>Checkpoint <paramref name="checkpointId"/> completed.</summary>
+    public virtual void NotifyCheckpointComplete(long checkpointId)
     {
     }
+
+    /// <summary>Checkpoint <paramref name="checkpointId"/> was aborted.</summary>
+    public virtual Task NotifyCheckpointAbortedAsync(long checkpointId, CancellationToken cancellationToken) => Task.CompletedTask;
 
     /// <summary>Called after each input batch or source poll; an operator that buffers may apply backpressure here.</summary>
     public virtual ValueTask AfterBatchAsync(CancellationToken cancellationToken) => ValueTask.CompletedTask;
@@ -129,3 +141,9 @@ internal sealed class FlatMapOperator<TIn, TOut>(string uid, Action<TIn, ICollec
 
     public void Collect(TOut record) => next.Process(record);
 }
+
+/// <summary>What an operator's state amounts to in one checkpoint, and what storing it cost.</summary>
+internal sealed record OperatorSnapshotResult(OperatorSubtaskState State, long BytesUploaded, long FullSize);
+
+/// <summary>The asynchronous part of an operator's snapshot.</summary>
+internal sealed record PendingSnapshot(string Uid, Func<CancellationToken, Task<OperatorSnapshotResult>> CompleteAsync);

@@ -1,6 +1,7 @@
 using StreamGrains.Connectors;
 using StreamGrains.Graph;
 using StreamGrains.Runtime;
+using StreamGrains.State.Storage;
 
 namespace StreamGrains.Grains.Operators;
 
@@ -21,8 +22,23 @@ internal sealed record OperatorContext
     /// <summary>Splits of a source subtask.</summary>
     public required IReadOnlyList<SourceSplit> Splits { get; init; }
 
-    /// <summary>Local directory for the subtask's state; one sub-directory per operator.</summary>
+    /// <summary>Local working directory of the subtask's attempt; one sub-directory per operator.</summary>
     public required string StateDirectory { get; init; }
+
+    /// <summary>Local directory for copies of completed checkpoints, kept across attempts (local recovery).</summary>
+    public required string LocalCheckpointRoot { get; init; }
+
+    /// <summary>Checkpoint storage, when checkpointing is enabled.</summary>
+    public ICheckpointStorage? Storage { get; init; }
+
+    /// <summary>The state to restore, if any.</summary>
+    public SubtaskRestore? Restore { get; init; }
+
+    /// <summary>Receives restore progress.</summary>
+    public IProgress<RestoreProgress>? RestoreProgress { get; init; }
+
+    /// <summary>Cancelled when the subtask stops.</summary>
+    public CancellationToken Stopping { get; init; }
 
     public required IServiceProvider Services { get; init; }
 
@@ -41,6 +57,9 @@ internal sealed record OperatorContext
     public int Parallelism => Chain.Parallelism;
 
     public string OperatorDirectory(string uid) => Path.Combine(StateDirectory, uid);
+
+    /// <summary>Where the local copies of an operator's checkpoints are kept: by Uid and key groups, not by attempt, so a restarted subtask finds them.</summary>
+    public string OperatorLocalCheckpointRoot(string uid) => Path.Combine(LocalCheckpointRoot, uid, $"kg-{KeyGroups.Start}-{KeyGroups.End}");
 }
 
 /// <summary>A counter owned by one subtask (single-threaded).</summary>

@@ -1,5 +1,6 @@
 using StreamGrains.Connectors;
 using StreamGrains.Graph;
+using StreamGrains.Snapshots;
 
 namespace StreamGrains.Grains.Operators;
 
@@ -13,10 +14,12 @@ internal sealed class SourceOperator<T>(SourceNode<T> node, IRecordInput<T> next
 {
     private ISourceReader<T>? _reader;
     private Counter? _recordsIn;
+    private int _subtaskIndex;
 
-    public override void Open(OperatorContext context)
+    public override ValueTask OpenAsync(OperatorContext context)
     {
         _recordsIn = context.RecordsIn;
+        _subtaskIndex = context.SubtaskIndex;
         try
         {
             _reader = node.Source.CreateReader(new SourceReaderContext
@@ -33,6 +36,25 @@ internal sealed class SourceOperator<T>(SourceNode<T> node, IRecordInput<T> next
         {
             throw Wrap(ex);
         }
+
+        return ValueTask.CompletedTask;
+    }
+
+    public override PendingSnapshot? SnapshotState(long checkpointId)
+    {
+        var reader = _reader ?? throw new InvalidOperationException($"Source '{Uid}' is not open.");
+        IReadOnlyList<SourceSplit> splits;
+        try
+        {
+            splits = reader.SnapshotSplits();
+        }
+        catch (Exception ex)
+        {
+            throw Wrap(ex);
+        }
+
+        var state = new OperatorSubtaskState { SubtaskIndex = _subtaskIndex, SourceSplits = splits };
+        return new PendingSnapshot(Uid, _ => Task.FromResult(new OperatorSnapshotResult(state, 0, 0)));
     }
 
     public async ValueTask<SourcePollResult> PollAsync(int maxRecords, CancellationToken cancellationToken)
@@ -71,7 +93,7 @@ internal sealed class SinkOperator<T>(SinkNode<T> node) : ChainOperator(node.Eff
 
     private ISinkWriter<T> Writer => _writer ?? throw new InvalidOperationException($"Sink '{Uid}' is not open.");
 
-    public override void Open(OperatorContext context)
+    public override ValueTask OpenAsync(OperatorContext context)
     {
         _recordsOut = context.RecordsOut;
         try
@@ -83,12 +105,15 @@ internal sealed class SinkOperator<T>(SinkNode<T> node) : ChainOperator(node.Eff
                 SubtaskIndex = context.SubtaskIndex,
                 Parallelism = context.Parallelism,
                 Services = context.Services,
+                Attempt = context.Subtask.Attempt,
             });
         }
         catch (Exception ex)
         {
             throw Wrap(ex);
         }
+
+        return ValueTask.CompletedTask;
     }
 
     public void Process(T record)

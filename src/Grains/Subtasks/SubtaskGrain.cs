@@ -1,3 +1,4 @@
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Orleans.Concurrency;
@@ -5,13 +6,17 @@ using StreamGrains.Grains.Channels;
 using StreamGrains.Grains.Operators;
 using StreamGrains.Grains.Placement;
 using StreamGrains.Runtime;
+using StreamGrains.Snapshots;
+using StreamGrains.State.Storage;
 
 namespace StreamGrains.Grains.Subtasks;
 
 /// <summary>The grain of one subtask: a thin shell that hands calls to its <see cref="SubtaskRunner"/>.</summary>
 /// <remarks>
-/// Reentrant so that batches, credits and status calls are never blocked behind a long deploy or the mailbox loop;
-/// all of them run on the grain's scheduler one turn at a time, and only the runner's loop touches operators.
+/// Reentrant so that batches, credits, checkpoint calls and status calls are never blocked behind a long deploy (a
+/// restore) or the mailbox loop; all of them run on the grain's scheduler one turn at a time, and only the runner's loop
+/// touches operators. While deployed it sends the job grain a heartbeat, which brings the job grain back if its silo was
+/// lost.
 /// </remarks>
 [GrainType("streamgrains.subtask")]
 [SubtaskPlacement]
@@ -26,9 +31,11 @@ internal sealed class SubtaskGrain(
     TimeProvider time,
     ILogger<SubtaskGrain> logger) : Grain, ISubtaskGrain, ISubtaskListener
 {
+    private static readonly TimeSpan HeartbeatInterval = TimeSpan.FromSeconds(2);
     private SubtaskRunner? _runner;
+    private IGrainTimer? _heartbeat;
 
-    public Task<DeployResult> Deploy(SubtaskDeployment deployment)
+    public async Task<DeployResult> Deploy(SubtaskDeployment deployment)
     {
         ArgumentNullException.ThrowIfNull(deployment);
         var key = this.GetPrimaryKeyString();
@@ -50,21 +57,25 @@ internal sealed class SubtaskGrain(
             Options = options.Value,
             Time = time,
             Logger = logger,
+            Storage = services.GetService<ICheckpointStorage>(),
             Listener = this,
         });
         _runner = runner;
+        var job = GrainFactory.GetGrain<IJobGrain>(deployment.Subtask.Job.Value);
+        _heartbeat = this.RegisterGrainTimer(() => job.Heartbeat(deployment.Subtask), new GrainTimerCreationOptions { DueTime = HeartbeatInterval, Period = HeartbeatInterval, Interleave = true });
         try
         {
-            return Task.FromResult(runner.Open(silo.SiloAddress.ToString()));
+            return await runner.OpenAsync(silo.SiloAddress.ToString());
         }
         catch (Exception ex)
         {
             logger.LogWarning(ex, "Subtask {Subtask} could not be deployed", key);
-            _ = ReleaseAsync();
+            var restoreFailed = ex is RestoreException;
             var failure = ex is OperatorException op
                 ? JobFailure.FromException(op.InnerException!, op.OperatorUid, deployment.Subtask.Index)
                 : JobFailure.FromException(ex, operatorUid: null, deployment.Subtask.Index);
-            return Task.FromResult(new DeployResult { Silo = silo.SiloAddress.ToString(), Failure = failure });
+            await ReleaseAsync(StopReason.Failover);
+            return new DeployResult { Silo = silo.SiloAddress.ToString(), Failure = failure, RestoreFailed = restoreFailed };
         }
     }
 
@@ -88,14 +99,29 @@ internal sealed class SubtaskGrain(
 
     public Task<SubtaskStatus> GetStatus() => Task.FromResult(_runner?.GetStatus() ?? new SubtaskStatus { Chain = string.Empty, State = SubtaskState.Created, Silo = silo.SiloAddress.ToString() });
 
-    public Task Cancel() => ReleaseAsync();
+    public Task Cancel(StopReason reason) => ReleaseAsync(reason);
+
+    public Task<bool> TriggerCheckpoint(long checkpointId) => Task.FromResult(_runner?.TriggerCheckpoint(checkpointId) ?? false);
+
+    public Task NotifyCheckpointComplete(long checkpointId)
+    {
+        _runner?.NotifyCheckpointComplete(checkpointId);
+        return Task.CompletedTask;
+    }
+
+    public Task NotifyCheckpointAborted(long checkpointId)
+    {
+        _runner?.NotifyCheckpointAborted(checkpointId);
+        return Task.CompletedTask;
+    }
 
     public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
     {
+        _heartbeat?.Dispose();
         if (_runner is { } runner)
         {
             _runner = null;
-            await runner.DisposeAsync();
+            await runner.StopAsync(StopReason.Failover);
         }
     }
 
@@ -104,6 +130,12 @@ internal sealed class SubtaskGrain(
 
     void ISubtaskListener.OnFailed(SubtaskId subtask, JobFailure failure) =>
         _ = GrainFactory.GetGrain<IJobGrain>(subtask.Job.Value).OnSubtaskFailed(subtask, failure);
+
+    void ISubtaskListener.OnCheckpointAcknowledged(SubtaskCheckpointAck ack) =>
+        _ = GrainFactory.GetGrain<ICheckpointCoordinatorGrain>(ack.Subtask.Job.Value).Acknowledge(ack.Subtask.Attempt, ack);
+
+    void ISubtaskListener.OnCheckpointDeclined(SubtaskId subtask, long checkpointId, string reason) =>
+        _ = GrainFactory.GetGrain<ICheckpointCoordinatorGrain>(subtask.Job.Value).Decline(subtask.Attempt, checkpointId, subtask, reason);
 
     private SubtaskRunner Runner
     {
@@ -121,12 +153,14 @@ internal sealed class SubtaskGrain(
         }
     }
 
-    private async Task ReleaseAsync()
+    private async Task ReleaseAsync(StopReason reason)
     {
+        _heartbeat?.Dispose();
+        _heartbeat = null;
         if (_runner is { } runner)
         {
             _runner = null;
-            await runner.DisposeAsync();
+            await runner.StopAsync(reason);
         }
 
         DeactivateOnIdle();

@@ -5,6 +5,8 @@ using StreamGrains.Grains.Channels;
 using StreamGrains.Grains.Operators;
 using StreamGrains.Graph;
 using StreamGrains.Runtime;
+using StreamGrains.Snapshots;
+using StreamGrains.State.Storage;
 
 namespace StreamGrains.Grains.Subtasks;
 
@@ -23,16 +25,23 @@ internal sealed record SubtaskServices
 
     public required ILogger Logger { get; init; }
 
-    /// <summary>Called once when the subtask finished all its input, or failed.</summary>
+    /// <summary>Checkpoint storage (null when none is configured).</summary>
+    public ICheckpointStorage? Storage { get; init; }
+
+    /// <summary>Receives the subtask's outcome and its checkpoint acknowledgements.</summary>
     public required ISubtaskListener Listener { get; init; }
 }
 
-/// <summary>Receives a subtask's terminal outcome.</summary>
+/// <summary>Receives what a subtask reports.</summary>
 internal interface ISubtaskListener
 {
     void OnFinished(SubtaskId subtask);
 
     void OnFailed(SubtaskId subtask, JobFailure failure);
+
+    void OnCheckpointAcknowledged(SubtaskCheckpointAck ack);
+
+    void OnCheckpointDeclined(SubtaskId subtask, long checkpointId, string reason);
 }
 
 /// <summary>
@@ -40,11 +49,14 @@ internal interface ISubtaskListener
 /// </summary>
 /// <remarks>
 /// <para>Threading model: everything runs on the grain's scheduler, one turn at a time. Grain calls
-/// (<see cref="Deliver"/>, <see cref="AddCredits"/>) only update queues and wake the loop; the loop alone touches
-/// operators and state. The loop yields every few milliseconds so that calls interleave with long runs of work.</para>
-/// <para>Each loop iteration does the first of: wait for credits while an output channel has a backlog (backpressure:
-/// no new input is taken); fire due timers; process one batch from the mailbox; poll the source; finish; or sleep
-/// until a batch, a credit, a due timer or the flush interval wakes it.</para>
+/// (<see cref="Deliver"/>, <see cref="AddCredits"/>, checkpoint triggers and notifications) only update queues and wake
+/// the loop; the loop alone touches operators and state. It yields every few milliseconds so that calls interleave with
+/// long runs of work. The asynchronous part of a snapshot (uploads) runs on the thread pool and hands its result back
+/// to the grain's scheduler before it is acknowledged.</para>
+/// <para>Each loop iteration: handle control messages (checkpoint trigger, completion, abort); wait for credit while an
+/// output channel has a backlog (backpressure: no new input is taken); fire due timers; process one batch (its records,
+/// then its events: a barrier may complete an alignment and start a snapshot, end of input may finish the subtask);
+/// else poll the source; else sleep until a batch, a credit, a control message, a due timer or the flush interval.</para>
 /// </remarks>
 internal sealed class SubtaskRunner : IAsyncDisposable
 {
@@ -52,11 +64,10 @@ internal sealed class SubtaskRunner : IAsyncDisposable
 
     private readonly SubtaskDeployment _deployment;
     private readonly SubtaskServices _services;
-    private readonly Queue<(InputChannel Channel, DataBatch Batch)> _mailbox = new();
+    private readonly Queue<(ControlKind Kind, long CheckpointId)> _control = new();
     private readonly CancellationTokenSource _stopping = new();
     private readonly Counter _recordsIn = new();
     private readonly Counter _recordsOut = new();
-    private readonly Action<InputChannel, DataBatch> _enqueue;
     private OutputChannels? _outputs;
     private InputGate? _inputs;
     private OperatorChain? _chain;
@@ -69,22 +80,36 @@ internal sealed class SubtaskRunner : IAsyncDisposable
     private bool _sourceEnded;
     private bool _disposed;
     private string? _silo;
+    private volatile RestoreProgress? _restore;
+    private DateTimeOffset? _readyAt;
+    private DateTimeOffset? _firstRecordAt;
 
     public SubtaskRunner(SubtaskDeployment deployment, SubtaskServices services)
     {
         _deployment = deployment;
         _services = services;
-        _enqueue = (channel, batch) => _mailbox.Enqueue((channel, batch));
+    }
+
+    private enum ControlKind
+    {
+        Trigger,
+        Complete,
+        Abort,
     }
 
     public SubtaskId Id => _deployment.Subtask;
 
     public SubtaskState State { get; private set; } = SubtaskState.Created;
 
-    private string StateDirectory => Path.Combine(_services.Options.StateDirectory, Id.Job.Value, $"{Id.Chain}-{Id.Index}-a{Id.Attempt}");
+    private string JobDirectory => Path.Combine(_services.Options.StateDirectory, Id.Job.Value);
 
-    /// <summary>Builds the chain from the spec and opens every operator (state is ready after this).</summary>
-    public DeployResult Open(string silo)
+    private string WorkingDirectory => Path.Combine(JobDirectory, "work", $"{Id.Chain}-{Id.Index}-a{Id.Attempt}");
+
+    private string LocalCheckpointRoot => Path.Combine(JobDirectory, "local");
+
+    /// <summary>Builds the chain from the spec, restores state and opens every operator; the subtask is then ready.</summary>
+    /// <exception cref="RestoreException">When the state to restore cannot be read.</exception>
+    public async Task<DeployResult> OpenAsync(string silo)
     {
         if (State != SubtaskState.Created)
         {
@@ -123,7 +148,12 @@ internal sealed class SubtaskRunner : IAsyncDisposable
             Spec = spec,
             KeyGroups = _keyGroups,
             Splits = _deployment.Splits,
-            StateDirectory = StateDirectory,
+            StateDirectory = WorkingDirectory,
+            LocalCheckpointRoot = LocalCheckpointRoot,
+            Storage = _services.Storage,
+            Restore = _deployment.Restore,
+            RestoreProgress = new Progress(this),
+            Stopping = _stopping.Token,
             Services = _services.Services,
             Time = _services.Time,
             Options = _services.Options,
@@ -132,11 +162,12 @@ internal sealed class SubtaskRunner : IAsyncDisposable
         };
         foreach (var op in _chain.Operators)
         {
-            op.Open(context);
+            await op.OpenAsync(context);
         }
 
         State = SubtaskState.Ready;
-        return new DeployResult { Silo = silo, KeyGroups = _keyGroups };
+        _readyAt = _services.Time.GetUtcNow();
+        return new DeployResult { Silo = silo, KeyGroups = _keyGroups, Restore = _restore };
     }
 
     /// <summary>Starts the mailbox loop.</summary>
@@ -158,8 +189,10 @@ internal sealed class SubtaskRunner : IAsyncDisposable
             return;
         }
 
-        _inputs.Accept(batch, _enqueue);
-        Wake();
+        if (_inputs.Accept(batch))
+        {
+            Wake();
+        }
     }
 
     public void AddCredits(int edgeId, int receiverIndex, int credits)
@@ -173,10 +206,28 @@ internal sealed class SubtaskRunner : IAsyncDisposable
         Wake();
     }
 
+    /// <summary>Asks a source subtask to inject the barrier of a checkpoint; false when it is not running a source.</summary>
+    public bool TriggerCheckpoint(long checkpointId)
+    {
+        if (State != SubtaskState.Running || _chain?.Source is null || _sourceEnded)
+        {
+            return false;
+        }
+
+        _control.Enqueue((ControlKind.Trigger, checkpointId));
+        Wake();
+        return true;
+    }
+
+    public void NotifyCheckpointComplete(long checkpointId) => Control(ControlKind.Complete, checkpointId);
+
+    public void NotifyCheckpointAborted(long checkpointId) => Control(ControlKind.Abort, checkpointId);
+
     public SubtaskStatus GetStatus() => new()
     {
         Chain = _chainPlan?.Name ?? string.Empty,
         Index = Id.Index,
+        Attempt = Id.Attempt,
         Parallelism = _chainPlan?.Parallelism ?? 0,
         State = State,
         Silo = _silo,
@@ -188,10 +239,16 @@ internal sealed class SubtaskRunner : IAsyncDisposable
         MaxUnacknowledgedBatchesPerOutputChannel = _outputs?.MaxUnacknowledged ?? 0,
         DuplicateBatchesDropped = _inputs?.Duplicates ?? 0,
         BatchesReordered = _inputs?.Reordered ?? 0,
+        Restore = _restore,
+        ReadyAt = _readyAt,
+        FirstRecordAt = _firstRecordAt,
     };
 
+    /// <summary>Stops as in a failover (local checkpoint copies are kept).</summary>
+    public ValueTask DisposeAsync() => StopAsync(StopReason.Failover);
+
     /// <summary>Stops the loop (if running) and releases operators and state.</summary>
-    public async ValueTask DisposeAsync()
+    public async ValueTask StopAsync(StopReason reason)
     {
         if (_disposed)
         {
@@ -226,23 +283,20 @@ internal sealed class SubtaskRunner : IAsyncDisposable
             }
         }
 
-        if (_services.Options.DeleteLocalStateOnStop && Directory.Exists(StateDirectory))
+        if (_services.Options.DeleteLocalStateOnStop)
         {
-            try
+            DeleteDirectory(WorkingDirectory);
+        }
+
+        if (reason == StopReason.JobEnded && _chainPlan is { } plan)
+        {
+            foreach (var node in plan.Nodes.Where(static n => n.IsStateful))
             {
-                Directory.Delete(StateDirectory, recursive: true);
-                var jobDirectory = Path.GetDirectoryName(StateDirectory)!;
-                if (!Directory.EnumerateFileSystemEntries(jobDirectory).Any())
-                {
-                    Directory.Delete(jobDirectory);
-                }
-            }
-            catch (IOException ex)
-            {
-                _services.Logger.LogWarning(ex, "Subtask {Subtask}: could not delete local state {Directory}", Id, StateDirectory);
+                DeleteDirectory(Path.Combine(LocalCheckpointRoot, node.EffectiveUid, $"kg-{_keyGroups.Start}-{_keyGroups.End}"));
             }
         }
 
+        DeleteEmptyDirectories(JobDirectory);
         _stopping.Dispose();
     }
 
@@ -265,6 +319,11 @@ internal sealed class SubtaskRunner : IAsyncDisposable
                     sliceStart = Stopwatch.GetTimestamp();
                 }
 
+                while (_control.TryDequeue(out var control))
+                {
+                    HandleControl(chain, control.Kind, control.CheckpointId);
+                }
+
                 if (outputs.HasBacklog)
                 {
                     // Backpressure: take no input until a receiver returns credit; timers and flushes may still be due.
@@ -275,23 +334,26 @@ internal sealed class SubtaskRunner : IAsyncDisposable
                 }
 
                 FireDueTimers(chain);
-                if (_mailbox.TryDequeue(out var item))
+                if (inputs.TryTake(out var channel, out var batch))
                 {
-                    if (item.Batch.Records is { } records)
+                    if (batch.Records is { Length: > 0 } records)
                     {
+                        _firstRecordAt ??= _services.Time.GetUtcNow();
                         chain.Input!.Process(records);
                     }
 
-                    inputs.Processed(item.Channel, item.Batch);
+                    InputGate.Processed(channel);
+                    HandleEvents(channel, batch);
                     inputs.ReturnCredits(creditThreshold);
                     await AfterBatchAsync(chain, token);
-                    if (inputs.AllEnded && _mailbox.Count == 0)
+                    if (inputs.AllEnded)
                     {
                         await FinishAsync(chain, token);
                     }
                 }
                 else if (chain.Source is { } source && !_sourceEnded && _services.Time.GetTimestamp() >= _sourceRetryAt)
                 {
+                    _firstRecordAt ??= _services.Time.GetUtcNow();
                     var result = await source.PollAsync(settings.BatchSize, token);
                     await AfterBatchAsync(chain, token);
                     if (result.Status == SourceStatus.EndOfInput)
@@ -321,6 +383,128 @@ internal sealed class SubtaskRunner : IAsyncDisposable
         catch (Exception ex)
         {
             Fail(ex);
+        }
+    }
+
+    private void HandleEvents(InputChannel channel, DataBatch batch)
+    {
+        if (batch.Events is not { } events)
+        {
+            return;
+        }
+
+        foreach (var streamEvent in events)
+        {
+            var step = streamEvent.Kind switch
+            {
+                StreamEventKind.Barrier => _inputs!.OnBarrier(channel, streamEvent.Value),
+                StreamEventKind.EndOfInput => _inputs!.OnEndOfInput(channel),
+                _ => AlignmentStep.None,
+            };
+            if (step == AlignmentStep.Aligned)
+            {
+                PerformCheckpoint(_inputs!.AlignedCheckpoint, _inputs.LastAlignment);
+            }
+        }
+    }
+
+    private void HandleControl(OperatorChain chain, ControlKind kind, long checkpointId)
+    {
+        switch (kind)
+        {
+            case ControlKind.Trigger:
+                if (!_sourceEnded)
+                {
+                    PerformCheckpoint(checkpointId, TimeSpan.Zero);
+                }
+
+                break;
+            case ControlKind.Complete:
+                foreach (var op in chain.Operators)
+                {
+                    op.NotifyCheckpointComplete(checkpointId);
+                }
+
+                break;
+            case ControlKind.Abort:
+                _inputs!.AbortAlignment(checkpointId);
+                foreach (var op in chain.Operators)
+                {
+                    _ = ObserveAsync(op.NotifyCheckpointAbortedAsync(checkpointId, _stopping.Token), $"cleaning up aborted checkpoint {checkpointId} of {op.Uid}");
+                }
+
+                break;
+        }
+    }
+
+    /// <summary>
+    /// The synchronous part of a checkpoint, on the mailbox: the barrier goes downstream, then every operator takes its
+    /// snapshot (no record is processed in between, so state and barrier position agree). The uploads continue off the
+    /// mailbox.
+    /// </summary>
+    private void PerformCheckpoint(long checkpointId, TimeSpan alignment)
+    {
+        var watch = Stopwatch.StartNew();
+        _outputs!.Broadcast(new StreamEvent(StreamEventKind.Barrier, checkpointId));
+        var pending = new List<PendingSnapshot>();
+        try
+        {
+            foreach (var op in _chain!.Operators)
+            {
+                if (op.SnapshotState(checkpointId) is { } snapshot)
+                {
+                    pending.Add(snapshot);
+                }
+            }
+        }
+        catch (Exception ex)
+        {
+            _services.Logger.LogWarning(ex, "Subtask {Subtask}: synchronous part of checkpoint {Checkpoint} failed", Id, checkpointId);
+            _services.Listener.OnCheckpointDeclined(Id, checkpointId, $"subtask {Id} could not snapshot: {ex.Message}");
+            return;
+        }
+
+        _ = CompleteCheckpointAsync(checkpointId, pending, alignment, watch.Elapsed);
+    }
+
+    private async Task CompleteCheckpointAsync(long checkpointId, List<PendingSnapshot> pending, TimeSpan alignment, TimeSpan synchronous)
+    {
+        var watch = Stopwatch.StartNew();
+        try
+        {
+            var token = _stopping.Token;
+            var results = await Task.Run(() => Task.WhenAll(pending.Select(p => p.CompleteAsync(token))), token);
+            if (_disposed)
+            {
+                return;
+            }
+
+            var ack = new SubtaskCheckpointAck
+            {
+                CheckpointId = checkpointId,
+                Subtask = Id,
+                Operators = pending.Zip(results).ToDictionary(static p => p.First.Uid, static p => p.Second.State),
+                Stats = new SubtaskCheckpointStats
+                {
+                    SubtaskIndex = Id.Index,
+                    Chain = _chainPlan!.Name,
+                    Alignment = alignment,
+                    Synchronous = synchronous,
+                    Asynchronous = watch.Elapsed,
+                    BytesUploaded = results.Sum(static r => r.BytesUploaded),
+                    FullSize = results.Sum(static r => r.FullSize),
+                },
+            };
+            _services.Listener.OnCheckpointAcknowledged(ack);
+        }
+        catch (Exception ex) when (!_disposed)
+        {
+            _services.Logger.LogWarning(ex, "Subtask {Subtask}: storing checkpoint {Checkpoint} failed", Id, checkpointId);
+            _services.Listener.OnCheckpointDeclined(Id, checkpointId, $"subtask {Id} could not store its state: {ex.Message}");
+        }
+        catch (Exception)
+        {
+            // Stopped while uploading: the coordinator aborts the checkpoint on its own.
         }
     }
 
@@ -405,6 +589,39 @@ internal sealed class SubtaskRunner : IAsyncDisposable
         _services.Listener.OnFailed(Id, failure);
     }
 
+    private void Control(ControlKind kind, long checkpointId)
+    {
+        if (State is SubtaskState.Running or SubtaskState.Finished && _loop is not null)
+        {
+            if (State == SubtaskState.Running)
+            {
+                _control.Enqueue((kind, checkpointId));
+                Wake();
+            }
+            else
+            {
+                // A finished subtask's loop has ended; its operators still settle their last checkpoints.
+                HandleControl(_chain!, kind, checkpointId);
+            }
+        }
+    }
+
+    private async Task ObserveAsync(Task task, string what)
+    {
+        try
+        {
+            await task;
+        }
+        catch (Exception ex) when (!_stopping.IsCancellationRequested)
+        {
+            _services.Logger.LogWarning(ex, "Subtask {Subtask}: {What} failed", Id, what);
+        }
+        catch (Exception)
+        {
+            // Stopping: nothing to report.
+        }
+    }
+
     /// <summary>Earliest of: the next timer, the output flush and (when it may poll) the source's retry; in stopwatch ticks.</summary>
     private long? NextDeadline(bool includeSource)
     {
@@ -463,5 +680,51 @@ internal sealed class SubtaskRunner : IAsyncDisposable
         {
             _wakePending = true;
         }
+    }
+
+    private void DeleteDirectory(string directory)
+    {
+        try
+        {
+            if (Directory.Exists(directory))
+            {
+                Directory.Delete(directory, recursive: true);
+            }
+        }
+        catch (IOException ex)
+        {
+            _services.Logger.LogWarning(ex, "Subtask {Subtask}: could not delete {Directory}", Id, directory);
+        }
+    }
+
+    /// <summary>Removes empty directories below and including <paramref name="directory"/> (other subtasks may be using the rest).</summary>
+    private static void DeleteEmptyDirectories(string directory)
+    {
+        try
+        {
+            if (!Directory.Exists(directory))
+            {
+                return;
+            }
+
+            foreach (var child in Directory.EnumerateDirectories(directory))
+            {
+                DeleteEmptyDirectories(child);
+            }
+
+            if (!Directory.EnumerateFileSystemEntries(directory).Any())
+            {
+                Directory.Delete(directory);
+            }
+        }
+        catch (IOException)
+        {
+            // Another subtask of the job on this silo created or removed something meanwhile.
+        }
+    }
+
+    private sealed class Progress(SubtaskRunner runner) : IProgress<RestoreProgress>
+    {
+        public void Report(RestoreProgress value) => runner._restore = value;
     }
 }

@@ -1,0 +1,304 @@
+using Microsoft.Extensions.Logging;
+using Orleans.Concurrency;
+using StreamGrains.Graph;
+using StreamGrains.Runtime;
+using StreamGrains.Snapshots;
+using StreamGrains.State.Snapshots;
+using StreamGrains.State.Storage;
+
+namespace StreamGrains.Grains.Checkpointing;
+
+/// <summary>
+/// Runs the aligned checkpoints of one job: triggers the sources of the running attempt periodically, collects every
+/// subtask's acknowledgement, writes the manifest (last, atomically), then tells the subtasks the checkpoint completed;
+/// aborts on timeout or decline and cleans up. The work is done by small parts: <see cref="PendingCheckpoint"/>,
+/// <see cref="CompletedCheckpointStore"/>, <see cref="CheckpointCleaner"/>, <see cref="CheckpointFailureManager"/>,
+/// <see cref="CheckpointStatsTracker"/>.
+/// </summary>
+/// <remarks>
+/// At most one checkpoint is pending. Reentrant so that acknowledgements arrive while a trigger or a manifest write is
+/// awaited; after every await the code checks that the checkpoint it works on is still the pending one. State that
+/// matters beyond an activation lives in storage (the manifests), so a coordinator that lost its silo is rebuilt from
+/// there by the next <see cref="Start"/>.
+/// </remarks>
+[GrainType("streamgrains.coordinator")]
+[Reentrant]
+[CollectionAgeLimit(AlwaysActive = true)]
+internal sealed class CheckpointCoordinatorGrain(ICheckpointStorage storage, TimeProvider time, ILogger<CheckpointCoordinatorGrain> logger)
+    : Grain, ICheckpointCoordinatorGrain
+{
+    private readonly CheckpointStatsTracker _stats = new();
+    private CheckpointCleaner? _cleaner;
+    private Task<CompletedCheckpointStore>? _store;
+    private CoordinatorStart? _start;
+    private JobPlan? _plan;
+    private CheckpointFailureManager? _failures;
+    private PendingCheckpoint? _pending;
+    private IGrainTimer? _timer;
+    private long _nextId = 1;
+    private int _attempt;
+    private bool _sourcesFinished;
+    private DateTimeOffset _lastCompletedAt = DateTimeOffset.MinValue;
+
+    private string JobId => this.GetPrimaryKeyString();
+
+    private CheckpointCleaner Cleaner => _cleaner ??= new CheckpointCleaner(storage, logger);
+
+    public async Task Start(CoordinatorStart start)
+    {
+        ArgumentNullException.ThrowIfNull(start);
+        if (start.Attempt < _attempt)
+        {
+            return;
+        }
+
+        StopTimer();
+        Abort(_pending, CheckpointFailureReason.AttemptEnded, $"attempt {_attempt} ended");
+        _attempt = start.Attempt;
+        _start = start;
+        _plan = JobDefinitions.Plan(start.Spec);
+        _failures = new CheckpointFailureManager(start.Spec.Checkpointing.TolerableFailures);
+        _sourcesFinished = false;
+        var store = await LoadStoreAsync();
+        _nextId = Math.Max(_nextId, Math.Max(store.Latest?.CheckpointId ?? 0, start.RestoredCheckpointId ?? 0) + 1);
+        if (start.Spec.Checkpointing.Interval is { } interval && _attempt == start.Attempt)
+        {
+            _timer = this.RegisterGrainTimer(OnTimerAsync, new GrainTimerCreationOptions { DueTime = interval, Period = interval, Interleave = true });
+        }
+    }
+
+    public Task Stop(int attempt)
+    {
+        if (attempt >= _attempt)
+        {
+            StopTimer();
+            Abort(_pending, CheckpointFailureReason.AttemptEnded, $"attempt {attempt} ended");
+            _start = null;
+        }
+
+        return Task.CompletedTask;
+    }
+
+    public async Task Acknowledge(int attempt, SubtaskCheckpointAck ack)
+    {
+        ArgumentNullException.ThrowIfNull(ack);
+        var pending = _pending;
+        if (pending is null || attempt != pending.Attempt || !pending.Acknowledge(ack) || !pending.IsFullyAcknowledged)
+        {
+            return;
+        }
+
+        await CompleteAsync(pending);
+    }
+
+    public Task Decline(int attempt, long checkpointId, SubtaskId subtask, string reason)
+    {
+        if (_pending is { } pending && pending.Attempt == attempt && pending.CheckpointId == checkpointId)
+        {
+            Abort(pending, CheckpointFailureReason.Declined, reason);
+        }
+
+        return Task.CompletedTask;
+    }
+
+    public async Task<CheckpointStats> TriggerNow(int attempt, TimeSpan timeout)
+    {
+        if (_start is null || attempt != _attempt)
+        {
+            throw new InvalidOperationException($"Attempt {attempt} of job {JobId} is not running checkpoints.");
+        }
+
+        var pending = _pending ?? await TriggerAsync();
+        if (pending is null)
+        {
+            throw new InvalidOperationException($"Job {JobId} cannot take a checkpoint now: {(_sourcesFinished ? "some sources have finished" : "it is not running")}.");
+        }
+
+        return await pending.Outcome.WaitAsync(timeout);
+    }
+
+    public Task<(CheckpointStats? Latest, IReadOnlyList<CheckpointStats> Recent)> GetStats() =>
+        Task.FromResult<(CheckpointStats?, IReadOnlyList<CheckpointStats>)>((_stats.LatestCompleted, _stats.Recent));
+
+    public async Task<IReadOnlyList<CompletedCheckpoint>> GetCompletedCheckpoints()
+    {
+        var store = await LoadStoreAsync();
+        return store.Checkpoints.Reverse().ToArray();
+    }
+
+    public async Task Discard(long checkpointId, string reason)
+    {
+        var store = await LoadStoreAsync();
+        var checkpoint = store.Checkpoints.FirstOrDefault(c => c.CheckpointId == checkpointId);
+        if (checkpoint is null)
+        {
+            return;
+        }
+
+        logger.LogWarning("Discarding checkpoint {Checkpoint} of job {Job}: {Reason}", checkpointId, JobId, reason);
+        var unreferenced = store.Remove(checkpointId);
+        await Cleaner.DeleteCheckpointAsync(JobId, checkpoint, unreferenced);
+    }
+
+    public async Task DeleteAll()
+    {
+        StopTimer();
+        Abort(_pending, CheckpointFailureReason.AttemptEnded, "the job ended");
+        var store = await LoadStoreAsync();
+        foreach (var checkpoint in store.Checkpoints.ToArray())
+        {
+            store.Remove(checkpoint.CheckpointId);
+            await Cleaner.DeleteCheckpointAsync(JobId, checkpoint, []);
+        }
+
+        await Cleaner.DeletePrefixAsync(SnapshotLayout.SharedDirectory(JobId));
+    }
+
+    private async Task OnTimerAsync()
+    {
+        if (_pending is not null || _start is null || _sourcesFinished)
+        {
+            return;
+        }
+
+        if (time.GetUtcNow() - _lastCompletedAt < _start.Spec.Checkpointing.MinPause)
+        {
+            return;
+        }
+
+        await TriggerAsync();
+    }
+
+    private async Task<PendingCheckpoint?> TriggerAsync()
+    {
+        if (_start is not { } start || _pending is not null || _sourcesFinished)
+        {
+            return _pending;
+        }
+
+        var pending = new PendingCheckpoint(_nextId++, start.Attempt, time.GetUtcNow(), start.Subtasks);
+        _pending = pending;
+        _stats.Report(pending.Stats(CheckpointOutcome.InProgress, time.GetUtcNow()));
+        _ = TimeoutAsync(pending, start.Spec.Checkpointing.Timeout);
+        bool[] accepted;
+        try
+        {
+            accepted = await Task.WhenAll(start.Sources.Select(s => GrainFactory.GetGrain<ISubtaskGrain>(s.GrainKey).TriggerCheckpoint(pending.CheckpointId)));
+        }
+        catch (Exception ex)
+        {
+            Abort(pending, CheckpointFailureReason.TriggerFailed, $"triggering the sources failed: {ex.Message}");
+            return pending;
+        }
+
+        if (accepted.Any(static a => !a))
+        {
+            _sourcesFinished = true;
+            Abort(pending, CheckpointFailureReason.SubtasksFinished, "a source has finished; no more checkpoints are taken in this attempt");
+        }
+
+        return pending;
+    }
+
+    private async Task TimeoutAsync(PendingCheckpoint pending, TimeSpan timeout)
+    {
+        try
+        {
+            await Task.Delay(timeout, time, pending.Timeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            return;
+        }
+
+        var missing = pending.Acks.Count;
+        Abort(pending, CheckpointFailureReason.Timeout, $"only {missing} of {_start?.Subtasks.Count} subtasks acknowledged within {timeout}");
+    }
+
+    private async Task CompleteAsync(PendingCheckpoint pending)
+    {
+        var start = _start!;
+        var manifest = pending.BuildManifest(start.Spec, _plan!, time.GetUtcNow());
+        var path = SnapshotLayout.ManifestPath(JobId, pending.CheckpointId);
+        try
+        {
+            await storage.WriteAsync(path, ManifestJson.Serialize(manifest), overwrite: false, CancellationToken.None);
+        }
+        catch (CheckpointStorageException ex)
+        {
+            Abort(pending, CheckpointFailureReason.ManifestWriteFailed, $"the manifest could not be written: {ex.Message}");
+            return;
+        }
+
+        if (_pending != pending)
+        {
+            // Aborted (timeout, stop) while the manifest was written: the abort cleans up the directory, manifest included.
+            return;
+        }
+
+        _pending = null;
+        await pending.Timeout.CancelAsync();
+        _lastCompletedAt = time.GetUtcNow();
+        _failures?.OnSuccess();
+        var stats = pending.Stats(CheckpointOutcome.Completed, _lastCompletedAt, path);
+        _stats.Report(stats);
+        pending.Resolve(stats);
+        logger.LogInformation("Checkpoint {Checkpoint} of job {Job} completed in {Duration} ({Bytes} bytes uploaded)", pending.CheckpointId, JobId, stats.Duration, stats.BytesUploaded);
+        foreach (var subtask in start.Subtasks)
+        {
+            _ = GrainFactory.GetGrain<ISubtaskGrain>(subtask.GrainKey).NotifyCheckpointComplete(pending.CheckpointId);
+        }
+
+        var store = await LoadStoreAsync();
+        var (subsumed, unreferenced) = store.Add(new CompletedCheckpoint { CheckpointId = pending.CheckpointId, ManifestPath = path, Manifest = manifest }, start.Spec.Checkpointing.Retained);
+        foreach (var old in subsumed)
+        {
+            await Cleaner.DeleteCheckpointAsync(JobId, old, unreferenced);
+        }
+    }
+
+    private void Abort(PendingCheckpoint? pending, CheckpointFailureReason reason, string message)
+    {
+        if (pending is null || _pending != pending)
+        {
+            return;
+        }
+
+        _pending = null;
+        pending.Timeout.Cancel();
+        var stats = pending.Stats(CheckpointOutcome.Aborted, time.GetUtcNow(), reason: reason, message: message);
+        _stats.Report(stats);
+        pending.Resolve(stats);
+        logger.LogWarning("Checkpoint {Checkpoint} of job {Job} aborted ({Reason}): {Message}", pending.CheckpointId, JobId, reason, message);
+        if (_start is { } start)
+        {
+            foreach (var subtask in start.Subtasks)
+            {
+                _ = GrainFactory.GetGrain<ISubtaskGrain>(subtask.GrainKey).NotifyCheckpointAborted(pending.CheckpointId);
+            }
+        }
+
+        _ = Cleaner.DeleteAbortedAsync(JobId, pending.CheckpointId);
+        if (_failures?.OnFailure(reason) == true && _start is not null)
+        {
+            _ = GrainFactory.GetGrain<IJobGrain>(JobId).OnCheckpointFailuresExceeded(pending.Attempt, $"{_failures.ConsecutiveFailures} consecutive checkpoints failed; the last: {message}");
+        }
+    }
+
+    /// <summary>The store, read from storage once per activation (one shared task, so concurrent callers share the load).</summary>
+    private Task<CompletedCheckpointStore> LoadStoreAsync()
+    {
+        if (_store is { IsFaulted: true } or { IsCanceled: true })
+        {
+            _store = null;
+        }
+
+        return _store ??= CompletedCheckpointStore.LoadAsync(storage, JobId, logger, CancellationToken.None);
+    }
+
+    private void StopTimer()
+    {
+        _timer?.Dispose();
+        _timer = null;
+    }
+}

@@ -1,0 +1,58 @@
+using StreamGrains.Snapshots;
+
+namespace StreamGrains.Grains.Checkpointing;
+
+/// <summary>Counts consecutive checkpoint failures and decides when there were more than tolerated.</summary>
+/// <remarks>Failures caused by the attempt ending or by sources having finished are not the checkpoint's fault and do not count.</remarks>
+internal sealed class CheckpointFailureManager(int tolerable)
+{
+    public int ConsecutiveFailures { get; private set; }
+
+    public void OnSuccess() => ConsecutiveFailures = 0;
+
+    /// <summary>Records a failure; true when the consecutive failures now exceed the tolerated number.</summary>
+    public bool OnFailure(CheckpointFailureReason reason)
+    {
+        if (reason is CheckpointFailureReason.AttemptEnded or CheckpointFailureReason.SubtasksFinished)
+        {
+            return false;
+        }
+
+        ConsecutiveFailures++;
+        return ConsecutiveFailures > tolerable;
+    }
+}
+
+/// <summary>Keeps the statistics of the most recent checkpoints.</summary>
+internal sealed class CheckpointStatsTracker
+{
+    private const int Kept = 10;
+    private readonly LinkedList<CheckpointStats> _recent = new();
+
+    public CheckpointStats? LatestCompleted { get; private set; }
+
+    public IReadOnlyList<CheckpointStats> Recent => [.. _recent];
+
+    public void Report(CheckpointStats stats)
+    {
+        for (var node = _recent.First; node is not null; node = node.Next)
+        {
+            if (node.Value.CheckpointId == stats.CheckpointId)
+            {
+                _recent.Remove(node);
+                break;
+            }
+        }
+
+        _recent.AddFirst(stats);
+        while (_recent.Count > Kept)
+        {
+            _recent.RemoveLast();
+        }
+
+        if (stats.Outcome == CheckpointOutcome.Completed)
+        {
+            LatestCompleted = stats;
+        }
+    }
+}

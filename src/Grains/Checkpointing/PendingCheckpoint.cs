@@ -1,0 +1,91 @@
+using StreamGrains.Graph;
+using StreamGrains.Runtime;
+using StreamGrains.Snapshots;
+
+namespace StreamGrains.Grains.Checkpointing;
+
+/// <summary>A triggered checkpoint waiting for the acknowledgements of every subtask of the attempt.</summary>
+internal sealed class PendingCheckpoint(long checkpointId, int attempt, DateTimeOffset triggeredAt, IEnumerable<SubtaskId> expected)
+{
+    private readonly HashSet<SubtaskId> _waitingFor = [.. expected];
+    private readonly List<SubtaskCheckpointAck> _acks = [];
+    private readonly TaskCompletionSource<CheckpointStats> _outcome = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public long CheckpointId { get; } = checkpointId;
+
+    public int Attempt { get; } = attempt;
+
+    public DateTimeOffset TriggeredAt { get; } = triggeredAt;
+
+    public CancellationTokenSource Timeout { get; } = new();
+
+    public IReadOnlyList<SubtaskCheckpointAck> Acks => _acks;
+
+    public bool IsFullyAcknowledged => _waitingFor.Count == 0;
+
+    /// <summary>Completes when the checkpoint completed or was aborted.</summary>
+    public Task<CheckpointStats> Outcome => _outcome.Task;
+
+    /// <summary>Records an acknowledgement; false when it is not expected (unknown subtask or a duplicate).</summary>
+    public bool Acknowledge(SubtaskCheckpointAck ack)
+    {
+        if (ack.CheckpointId != CheckpointId || !_waitingFor.Remove(ack.Subtask))
+        {
+            return false;
+        }
+
+        _acks.Add(ack);
+        return true;
+    }
+
+    public void Resolve(CheckpointStats stats) => _outcome.TrySetResult(stats);
+
+    /// <summary>The manifest of the checkpoint: every stateful operator of the plan with each subtask's state.</summary>
+    public CheckpointManifest BuildManifest(JobSpec spec, JobPlan plan, DateTimeOffset completedAt)
+    {
+        var states = _acks.SelectMany(static a => a.Operators).GroupBy(static p => p.Key, StringComparer.Ordinal).ToDictionary(static g => g.Key, static g => g.Select(static p => p.Value).OrderBy(static s => s.SubtaskIndex).ToArray(), StringComparer.Ordinal);
+        var operators = new List<OperatorState>();
+        foreach (var node in plan.Nodes.Where(static n => n.IsStateful && n.Uid is not null))
+        {
+            if (states.TryGetValue(node.Uid!, out var subtasks))
+            {
+                operators.Add(new OperatorState { Uid = node.Uid!, Parallelism = plan.ChainOf(node).Parallelism, Subtasks = subtasks });
+            }
+        }
+
+        return new CheckpointManifest
+        {
+            Kind = SnapshotKind.Checkpoint,
+            JobId = spec.JobId!.Value.Value,
+            JobType = spec.JobType,
+            CheckpointId = CheckpointId,
+            Attempt = Attempt,
+            MaxParallelism = plan.MaxParallelism,
+            TriggeredAt = TriggeredAt,
+            CompletedAt = completedAt,
+            Operators = operators,
+        };
+    }
+
+    /// <summary>Statistics of the checkpoint in its current state.</summary>
+    public CheckpointStats Stats(CheckpointOutcome outcome, DateTimeOffset now, string? manifestPath = null, CheckpointFailureReason? reason = null, string? message = null)
+    {
+        var subtasks = _acks.Select(static a => a.Stats).ToArray();
+        return new CheckpointStats
+        {
+            CheckpointId = CheckpointId,
+            Outcome = outcome,
+            TriggeredAt = TriggeredAt,
+            Duration = outcome == CheckpointOutcome.InProgress ? null : now - TriggeredAt,
+            FailureReason = reason,
+            FailureMessage = message,
+            BytesUploaded = subtasks.Sum(static s => s.BytesUploaded),
+            FullSize = subtasks.Sum(static s => s.FullSize),
+            MaxSynchronous = subtasks.Length == 0 ? TimeSpan.Zero : subtasks.Max(static s => s.Synchronous),
+            MaxAsynchronous = subtasks.Length == 0 ? TimeSpan.Zero : subtasks.Max(static s => s.Asynchronous),
+            MaxAlignment = subtasks.Length == 0 ? TimeSpan.Zero : subtasks.Max(static s => s.Alignment),
+            Subtasks = subtasks,
+            ManifestPath = manifestPath,
+        };
+    }
+}
