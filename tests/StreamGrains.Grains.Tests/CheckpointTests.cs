@@ -1,0 +1,398 @@
+using Microsoft.Extensions.DependencyInjection;
+using Orleans.Serialization;
+using StreamGrains.Client;
+using StreamGrains.Samples;
+using StreamGrains.Snapshots;
+using StreamGrains.State;
+using StreamGrains.State.RocksDb;
+using StreamGrains.State.Serialization;
+using StreamGrains.State.Snapshots;
+using StreamGrains.State.Storage;
+using StreamGrains.Testing;
+
+namespace StreamGrains.Grains.Tests;
+
+public sealed class CheckpointTests
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromMinutes(3);
+
+    [Theory]
+    [InlineData(CheckpointStorageOptions.FileSystemKind)]
+    [InlineData(CheckpointStorageOptions.AzureBlobKind)]
+    public async Task Keyed_count_is_exact_after_two_silo_losses_and_a_user_exception(string storageKind)
+    {
+        const long Events = 5_000_000;
+        const long Keys = 100_000;
+        const long Seed = 11;
+        var name = $"exactly-once-{Guid.NewGuid():N}";
+        await using var azurite = storageKind == CheckpointStorageOptions.AzureBlobKind ? await AzuriteServer.StartAsync() : null;
+        await using var cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions
+        {
+            Silos = 3,
+            ConfigureRuntime = azurite is null ? null : o => UseBlob(o, azurite.ConnectionString),
+        });
+        var client = cluster.Client;
+        var parameters = JobParameters.Empty.With("events", Events).With("keys", Keys).With("seed", Seed).With("rate", 150_000).With("name", name);
+        var jobId = await cluster.SubmitAsync<ResilientCountJob>(parameters, parallelism: 3, configure: Checkpointed);
+        await client.WaitForStateAsync(jobId, JobState.Running, Timeout);
+        Assert.Equal(CheckpointOutcome.Completed, (await client.TriggerCheckpointAsync(jobId, Timeout)).Outcome);
+
+        // Hard stop of a silo: its subtasks are gone; the job restarts all subtasks from the latest checkpoint.
+        var first = cluster.Orleans.Silos[1];
+        var second = cluster.Orleans.Silos[2];
+        await cluster.Orleans.KillSiloAsync(first);
+        var recovered = await client.WaitForAsync(jobId, static s => s.Attempt > 1 && s.State == JobState.Running, Timeout);
+        Assert.Equal(JobState.Running, recovered.State);
+        Assert.Equal(CheckpointOutcome.Completed, (await client.TriggerCheckpointAsync(jobId, Timeout)).Outcome);
+
+        // A new silo joins, then another original one (which runs subtasks of the current attempt) is stopped hard.
+        await cluster.Orleans.StartAdditionalSiloAsync();
+        Assert.Contains((await client.GetStatusAsync(jobId)).Subtasks, s => s.Silo == second.SiloAddress.ToString());
+        await cluster.Orleans.KillSiloAsync(second);
+        recovered = await client.WaitForAsync(jobId, s => s.Attempt > recovered.Attempt && s.State == JobState.Running, Timeout);
+        Assert.Equal(JobState.Running, recovered.State);
+
+        ResultStore.Arm(name);
+        var final = await client.WaitForCompletionAsync(jobId, Timeout);
+
+        Assert.Equal(JobState.Finished, final.State);
+        Assert.True(final.Restarts >= 3, $"expected at least 3 restarts, saw {final.Restarts}: {string.Join(" | ", final.Warnings)}");
+        Assert.Contains(final.Warnings, static w => w.Contains(ResilientCountJob.PoisonMessage, StringComparison.Ordinal));
+        AssertExactCounts(ClickCounts.ExpectedCounts(Seed, Keys, Events), ResultStore.Counts(name));
+    }
+
+    [Fact]
+    public async Task Every_completed_checkpoint_of_a_two_input_operator_fed_at_different_rates_is_consistent()
+    {
+        await using var cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions { Silos = 2 });
+        var client = cluster.Client;
+        var jobId = await cluster.SubmitAsync<FastSlowJob>(configure: static s => s with
+        {
+            Checkpointing = new CheckpointSettings { Interval = TimeSpan.FromMilliseconds(300), Retained = 20, RetainOnCancel = true },
+        });
+        await client.WaitForStateAsync(jobId, JobState.Running, Timeout);
+        for (var i = 0; i < 4; i++)
+        {
+            Assert.Equal(CheckpointOutcome.Completed, (await client.TriggerCheckpointAsync(jobId, Timeout)).Outcome);
+        }
+
+        var status = await client.CancelAsync(jobId);
+        Assert.Equal(JobState.Canceled, status.State);
+
+        var storage = StorageOf(cluster);
+        var manifests = await ReadManifestsAsync(storage, jobId);
+        Assert.True(manifests.Count >= 4, $"expected at least 4 retained checkpoints, found {manifests.Count}");
+        foreach (var manifest in manifests)
+        {
+            var emitted = new Dictionary<string, long>
+            {
+                ["fast"] = Positions(manifest, "fast"),
+                ["slow"] = Positions(manifest, "slow"),
+            };
+            var counted = await ReadCountsAsync(storage, manifest, "counter", FastSlowJob.Count, ["fast", "slow"]);
+            Assert.True(emitted["fast"] > 0, $"checkpoint {manifest.CheckpointId}: the fast source emitted nothing");
+            Assert.Equal(emitted["fast"], counted.GetValueOrDefault("fast"));
+            Assert.Equal(emitted["slow"], counted.GetValueOrDefault("slow"));
+        }
+    }
+
+    [Fact]
+    public async Task Restart_after_a_user_exception_with_all_silos_alive_downloads_no_state()
+    {
+        var name = $"local-{Guid.NewGuid():N}";
+        await using var cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions { Silos = 3 });
+        var client = cluster.Client;
+        var parameters = JobParameters.Empty.With("events", 100_000_000).With("keys", 20_000).With("rate", 100_000).With("name", name);
+        var jobId = await cluster.SubmitAsync<ResilientCountJob>(parameters, parallelism: 3, configure: Checkpointed);
+        await client.WaitForStateAsync(jobId, JobState.Running, Timeout);
+        var checkpoint = await client.TriggerCheckpointAsync(jobId, Timeout);
+        Assert.Equal(CheckpointOutcome.Completed, checkpoint.Outcome);
+
+        ResultStore.Arm(name);
+        var restarted = await client.WaitForAsync(jobId, static s => s.Attempt > 1 && s.State == JobState.Running, Timeout);
+        restarted = await client.GetStatusAsync(jobId);
+        await client.CancelAsync(jobId);
+
+        Assert.Equal(1, restarted.Restarts);
+        var keyed = restarted.Subtasks.Where(static s => s.Chain.StartsWith("counts", StringComparison.Ordinal)).ToList();
+        Assert.Equal(3, keyed.Count);
+        Assert.All(keyed, s =>
+        {
+            Assert.NotNull(s.Restore);
+            Assert.True(s.Restore.FilesTotal > 0, "the keyed subtask restored no file");
+            Assert.Equal(s.Restore.BytesTotal, s.Restore.BytesDone);
+            Assert.Equal(0, s.Restore.BytesDownloaded);
+        });
+        Assert.EndsWith($"chk-{checkpoint.CheckpointId}/_manifest.json", restarted.RestoredFrom, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task No_subtask_processes_a_record_before_every_subtask_restored_its_state()
+    {
+        var name = $"gate-{Guid.NewGuid():N}";
+        await using var cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions
+        {
+            Silos = 2,
+            ConfigureServices = static services => services.AddSingleton<ICheckpointStorage>(sp => new SlowDownloadStorage(
+                new FileSystemCheckpointStorage(sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<StreamGrainsOptions>>().Value.CheckpointStorage.Path),
+                TimeSpan.FromMilliseconds(300))),
+        });
+        var client = cluster.Client;
+        var parameters = JobParameters.Empty.With("events", 100_000_000).With("keys", 20_000).With("rate", 100_000).With("name", name);
+        var jobId = await cluster.SubmitAsync<ResilientCountJob>(parameters, parallelism: 2, configure: static s => Checkpointed(s) with
+        {
+            Checkpointing = Checkpointed(s).Checkpointing with { LocalRecovery = false },
+        });
+        await client.WaitForStateAsync(jobId, JobState.Running, Timeout);
+        Assert.Equal(CheckpointOutcome.Completed, (await client.TriggerCheckpointAsync(jobId, Timeout)).Outcome);
+
+        ResultStore.Arm(name);
+        await client.WaitForAsync(jobId, static s => s.Attempt > 1 && s.State == JobState.Running, Timeout);
+        var status = await PollAsync(client, jobId, static s => s.Subtasks.Any(static t => t.IsSource && t.FirstRecordAt is not null) && s.Subtasks.Any(static t => !t.IsSource && t.FirstRecordAt is not null));
+        await client.CancelAsync(jobId);
+
+        var subtasks = status.Subtasks.Where(s => s.Attempt == status.Attempt).ToList();
+        Assert.All(subtasks.Where(static s => s.Chain.StartsWith("counts", StringComparison.Ordinal)), static s => Assert.True(s.Restore?.BytesDownloaded > 0, "the keyed subtask did not download its state"));
+        var allReady = subtasks.Max(static s => s.ReadyAt!.Value);
+        var processing = subtasks.Where(static s => s.FirstRecordAt is not null).ToList();
+        Assert.Contains(processing, static s => s.IsSource);
+        Assert.All(processing, s => Assert.True(s.FirstRecordAt >= allReady, $"subtask {s.Chain}#{s.Index} processed a record at {s.FirstRecordAt:O}, before the last subtask was ready at {allReady:O}"));
+    }
+
+    [Fact]
+    public async Task A_missing_shared_file_makes_the_restore_fall_back_to_the_previous_checkpoint_with_a_warning()
+    {
+        const long Events = 1_000_000;
+        const long Keys = 10_000;
+        var name = $"fallback-{Guid.NewGuid():N}";
+        await using var cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions { Silos = 2 });
+        var client = cluster.Client;
+        var parameters = JobParameters.Empty.With("events", Events).With("keys", Keys).With("seed", 5).With("rate", 100_000).With("name", name);
+        var jobId = await cluster.SubmitAsync<ResilientCountJob>(parameters, parallelism: 2, configure: Checkpointed);
+        await client.WaitForStateAsync(jobId, JobState.Running, Timeout);
+        var previous = await client.TriggerCheckpointAsync(jobId, Timeout);
+        var latest = await client.TriggerCheckpointAsync(jobId, Timeout);
+        Assert.Equal((CheckpointOutcome.Completed, CheckpointOutcome.Completed), (previous.Outcome, latest.Outcome));
+        var storage = StorageOf(cluster);
+        var manifests = (await ReadManifestsAsync(storage, jobId)).ToDictionary(static m => m.CheckpointId);
+        var olderFiles = manifests[previous.CheckpointId].Files().Select(static f => f.Path).ToHashSet();
+        var onlyInLatest = manifests[latest.CheckpointId].Files().First(f => f.Shared && !olderFiles.Contains(f.Path));
+        await storage.DeleteAsync(onlyInLatest.Path, CancellationToken.None);
+
+        ResultStore.Arm(name);
+        var final = await client.WaitForCompletionAsync(jobId, Timeout);
+
+        Assert.Contains(final.Warnings, w => w.Contains($"Checkpoint {latest.CheckpointId} ", StringComparison.Ordinal) && w.Contains(onlyInLatest.Path, StringComparison.Ordinal) && w.Contains("missing", StringComparison.Ordinal));
+        Assert.Equal(JobState.Finished, final.State);
+        AssertExactCounts(ClickCounts.ExpectedCounts(5, Keys, Events), ResultStore.Counts(name));
+    }
+
+    [Fact]
+    public async Task A_checkpoint_directory_without_manifest_is_not_a_checkpoint()
+    {
+        var root = Path.Combine(Path.GetTempPath(), "streamgrains-store-test", Guid.NewGuid().ToString("N"));
+        try
+        {
+            var storage = new FileSystemCheckpointStorage(root);
+            await storage.WriteAsync("job-x/chk-7/counts/0/MANIFEST-000001", new byte[] { 1 }, overwrite: false, CancellationToken.None);
+            await storage.WriteAsync("job-x/chk-3/_manifest.json", ManifestJson.Serialize(new CheckpointManifest { JobId = "job-x", JobType = "T", CheckpointId = 3, MaxParallelism = 128, Operators = [] }), overwrite: false, CancellationToken.None);
+
+            var store = await Checkpointing.CompletedCheckpointStore.LoadAsync(storage, "job-x", Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, CancellationToken.None);
+
+            Assert.Equal(3, Assert.Single(store.Checkpoints).CheckpointId);
+        }
+        finally
+        {
+            Directory.Delete(root, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task An_unusable_checkpoint_storage_is_reported_at_submit()
+    {
+        var blocker = Path.GetTempFileName();
+        try
+        {
+            await using var cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions
+            {
+                Silos = 1,
+                ConfigureRuntime = runtime => runtime.CheckpointStorage.Path = Path.Combine(blocker, "checkpoints"),
+            });
+
+            var error = await Assert.ThrowsAsync<JobSubmissionException>(() => cluster.SubmitAsync<ResilientCountJob>(configure: Checkpointed));
+
+            Assert.Contains($"Checkpoint storage file://{Path.Combine(blocker, "checkpoints")} is not usable", error.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            File.Delete(blocker);
+        }
+    }
+
+    /// <summary>Refreshes the status (with subtask counters, which change without a state change) until it satisfies <paramref name="condition"/>.</summary>
+    internal static async Task<JobStatus> PollAsync(StreamGrainsClient client, JobId jobId, Func<JobStatus, bool> condition)
+    {
+        var deadline = DateTime.UtcNow + Timeout;
+        while (true)
+        {
+            var status = await client.GetStatusAsync(jobId);
+            if (condition(status))
+            {
+                return status;
+            }
+
+            Assert.True(DateTime.UtcNow < deadline, $"job {jobId} did not reach the condition within {Timeout}: {status}");
+            await Task.Delay(100);
+        }
+    }
+
+    [Fact]
+    public async Task Blob_storage_unreachable_for_a_few_seconds_aborts_that_checkpoint_and_a_later_one_completes()
+    {
+        var name = $"outage-{Guid.NewGuid():N}";
+        await using var azurite = await AzuriteServer.StartAsync();
+        await using var proxy = await TcpFaultProxy.StartAsync(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, azurite.Port));
+        var viaProxy = azurite.ConnectionString.Replace($":{azurite.Port}/", $":{proxy.Port}/", StringComparison.Ordinal);
+        await using var cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions
+        {
+            Silos = 2,
+            ConfigureRuntime = o =>
+            {
+                UseBlob(o, viaProxy);
+                o.CheckpointStorage.MaxRetries = 1;
+                o.CheckpointStorage.NetworkTimeout = TimeSpan.FromSeconds(2);
+            },
+        });
+        var client = cluster.Client;
+        var parameters = JobParameters.Empty.With("events", 100_000_000).With("keys", 20_000).With("rate", 50_000).With("name", name);
+        var jobId = await cluster.SubmitAsync<ResilientCountJob>(parameters, parallelism: 2, configure: static s => s with
+        {
+            Checkpointing = new CheckpointSettings { Interval = TimeSpan.FromHours(1), Timeout = TimeSpan.FromSeconds(8), TolerableFailures = 5 },
+            Restart = RestartStrategy.FixedDelay(3, TimeSpan.FromMilliseconds(200)),
+        });
+        await client.WaitForStateAsync(jobId, JobState.Running, Timeout);
+        Assert.Equal(CheckpointOutcome.Completed, (await client.TriggerCheckpointAsync(jobId, Timeout)).Outcome);
+
+        proxy.Block();
+        var during = await client.TriggerCheckpointAsync(jobId, Timeout);
+        proxy.Unblock();
+        var after = await client.TriggerCheckpointAsync(jobId, Timeout);
+        var status = await client.GetStatusAsync(jobId);
+        await client.CancelAsync(jobId);
+
+        Assert.NotEqual(CheckpointOutcome.Completed, during.Outcome);
+        Assert.Equal(CheckpointOutcome.Completed, after.Outcome);
+        Assert.True(after.CheckpointId > during.CheckpointId, $"checkpoint {after.CheckpointId} is not later than {during.CheckpointId}");
+        Assert.Equal(JobState.Running, status.State);
+        Assert.Equal(1, status.Attempt);
+        Assert.Equal(0, status.Restarts);
+    }
+
+    internal static void UseBlob(StreamGrainsOptions options, string connectionString)
+    {
+        options.CheckpointStorage.Kind = CheckpointStorageOptions.AzureBlobKind;
+        options.CheckpointStorage.ConnectionString = connectionString;
+        options.CheckpointStorage.Container = "checkpoints";
+    }
+
+    internal static JobSpec Checkpointed(JobSpec spec) => spec with
+    {
+        Checkpointing = new CheckpointSettings { Interval = TimeSpan.FromSeconds(1), Timeout = TimeSpan.FromSeconds(30) },
+        Restart = RestartStrategy.FixedDelay(20, TimeSpan.FromMilliseconds(200)),
+    };
+
+    internal static void AssertExactCounts(IReadOnlyDictionary<string, long> expected, IReadOnlyDictionary<string, long> actual)
+    {
+        var wrong = expected.Where(e => actual.GetValueOrDefault(e.Key) != e.Value).Take(5).Select(e => $"{e.Key}: expected {e.Value}, got {actual.GetValueOrDefault(e.Key)}").ToList();
+        Assert.True(wrong.Count == 0, $"counts differ: {string.Join(", ", wrong)}");
+        Assert.Equal(expected.Count, actual.Count);
+    }
+
+    internal static FileSystemCheckpointStorage StorageOf(StreamGrainsCluster cluster) => new(Path.Combine(cluster.RootDirectory, "checkpoints"));
+
+    internal static async Task<List<CheckpointManifest>> ReadManifestsAsync(ICheckpointStorage storage, JobId jobId)
+    {
+        var manifests = new List<CheckpointManifest>();
+        await foreach (var stored in storage.ListAsync(jobId.Value, CancellationToken.None))
+        {
+            if (SnapshotLayout.CheckpointIdOfManifest(jobId.Value, stored.Path) is not null)
+            {
+                manifests.Add(ManifestJson.Deserialize((await storage.ReadAsync(stored.Path, CancellationToken.None))!, stored.Path));
+            }
+        }
+
+        return [.. manifests.OrderBy(static m => m.CheckpointId)];
+    }
+
+    private static long Positions(CheckpointManifest manifest, string uid) =>
+        manifest.Operators.Single(o => o.Uid == uid).Subtasks.SelectMany(static s => s.SourceSplits!).Sum(static s => s.Position);
+
+    /// <summary>Reads the value state of the given keys from a checkpoint, offline: each subtask's files are restored into a temporary directory and opened.</summary>
+    private static async Task<Dictionary<string, long>> ReadCountsAsync(ICheckpointStorage storage, CheckpointManifest manifest, string uid, ValueStateDescriptor<long> descriptor, string[] keys)
+    {
+        var counts = new Dictionary<string, long>();
+        using var resources = new RocksDbResources(new RocksDbResourceOptions { BlockCacheBytes = 8 << 20, WriteBufferBytes = 8 << 20, ColumnFamilyWriteBufferBytes = 1 << 20, BackgroundThreads = 1 });
+        var serializer = new ServiceCollection().AddSerializer().BuildServiceProvider().GetRequiredService<Orleans.Serialization.Serializer>();
+        foreach (var subtask in manifest.Operators.Single(o => o.Uid == uid).Subtasks)
+        {
+            var handle = subtask.KeyedState!;
+            var directory = Path.Combine(Path.GetTempPath(), "streamgrains-offline", Guid.NewGuid().ToString("N"));
+            try
+            {
+                await KeyedStateRestorer.RestoreAsync(handle, manifest.CheckpointId, storage, directory, null, null, CancellationToken.None);
+                using var backend = new RocksDbKeyedStateBackend<string>(
+                    new KeyedStateBackendOptions { Directory = directory, KeyGroups = handle.KeyGroups, MaxParallelism = manifest.MaxParallelism, CacheCapacity = 0 },
+                    KeySerializers.For<string>(null, serializer),
+                    serializer,
+                    resources);
+                var state = backend.GetValueState(descriptor);
+                foreach (var key in keys)
+                {
+                    var keyGroup = new State.Keys.KeyGroupAssigner<string>(KeySerializers.For<string>(null, serializer), manifest.MaxParallelism).KeyGroupOf(key);
+                    if (handle.KeyGroups.Contains(keyGroup))
+                    {
+                        backend.SetCurrentKey(key);
+                        counts[key] = state.Get();
+                    }
+                }
+            }
+            finally
+            {
+                Directory.Delete(directory, recursive: true);
+            }
+        }
+
+        return counts;
+    }
+
+    /// <summary>Storage whose downloads take a while, so that restores are slow enough to race with sources.</summary>
+    private sealed class SlowDownloadStorage(ICheckpointStorage inner, TimeSpan delay) : ICheckpointStorage
+    {
+        public string Location => inner.Location;
+
+        public Task CheckAccessAsync(CancellationToken cancellationToken) => inner.CheckAccessAsync(cancellationToken);
+
+        public Task<StoredObject> UploadFileAsync(string localPath, string path, CancellationToken cancellationToken) => inner.UploadFileAsync(localPath, path, cancellationToken);
+
+        public async Task DownloadFileAsync(string path, string localPath, StoredObject? expected, CancellationToken cancellationToken)
+        {
+            // Fault injection, not synchronization: a slow download widens the window in which a source could start early.
+            await Task.Delay(delay, cancellationToken);
+            await inner.DownloadFileAsync(path, localPath, expected, cancellationToken);
+        }
+
+        public Task WriteAsync(string path, ReadOnlyMemory<byte> content, bool overwrite, CancellationToken cancellationToken) => inner.WriteAsync(path, content, overwrite, cancellationToken);
+
+        public Task<byte[]?> ReadAsync(string path, CancellationToken cancellationToken) => inner.ReadAsync(path, cancellationToken);
+
+        public Task<bool> ExistsAsync(string path, CancellationToken cancellationToken) => inner.ExistsAsync(path, cancellationToken);
+
+        public Task DeleteAsync(string path, CancellationToken cancellationToken) => inner.DeleteAsync(path, cancellationToken);
+
+        public Task DeletePrefixAsync(string prefix, CancellationToken cancellationToken) => inner.DeletePrefixAsync(prefix, cancellationToken);
+
+        public IAsyncEnumerable<StoredObject> ListAsync(string prefix, CancellationToken cancellationToken) => inner.ListAsync(prefix, cancellationToken);
+
+        public Task CopyAsync(string sourcePath, string destinationPath, CancellationToken cancellationToken) => inner.CopyAsync(sourcePath, destinationPath, cancellationToken);
+    }
+}
