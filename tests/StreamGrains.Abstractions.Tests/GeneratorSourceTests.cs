@@ -232,6 +232,37 @@ public sealed class GeneratorSourceTests
     }
 
     [Fact]
+    public async Task The_unthrottled_prefix_is_emitted_at_once_and_the_rate_applies_after_it()
+    {
+        var clock = new ManualTimeProvider();
+        var source = new GeneratorSource<long>(static i => i) { RecordsPerSecond = 10, UnthrottledPrefix = 1000, Splits = 3 };
+        var readers = CreateReaders(source, Enumerate(source, 2), 2, clock);
+        var outputs = readers.Select(static _ => new ListOutput()).ToArray();
+
+        // Without the clock moving, the readers emit exactly the prefix, each index once, then one record each (the rate's first).
+        for (var round = 0; round < 100; round++)
+        {
+            for (var i = 0; i < readers.Count; i++)
+            {
+                await readers[i].PollAsync(outputs[i], 64, CancellationToken.None);
+            }
+        }
+
+        var prefix = outputs.SelectMany(static o => o.Records).Where(static i => i < 1000).ToList();
+        AssertExactlyOnce(1000, prefix);
+        var afterPrefix = outputs.Sum(static o => o.Records.Count(static i => i >= 1000));
+        Assert.InRange(afterPrefix, 1, 2);
+
+        clock.Advance(TimeSpan.FromSeconds(10));
+        for (var i = 0; i < readers.Count; i++)
+        {
+            await readers[i].PollAsync(outputs[i], 1_000_000, CancellationToken.None);
+        }
+
+        Assert.InRange(outputs.Sum(static o => o.Records.Count(static i => i >= 1000)), 95, 105);
+    }
+
+    [Fact]
     public async Task Reader_without_splits_ends_at_once()
     {
         var source = new GeneratorSource<long>(static i => i) { Count = 10, Splits = 2 };
@@ -258,6 +289,7 @@ public sealed class GeneratorSourceTests
 
         Assert.Throws<InvalidOperationException>(() => new GeneratorSource<long>(static i => i) { Count = -1 }.EnumerateSplits(context));
         Assert.Throws<InvalidOperationException>(() => new GeneratorSource<long>(static i => i) { RecordsPerSecond = 0 }.EnumerateSplits(context));
+        Assert.Throws<InvalidOperationException>(() => new GeneratorSource<long>(static i => i) { UnthrottledPrefix = -1 }.EnumerateSplits(context));
         Assert.Throws<InvalidOperationException>(() => new GeneratorSource<long>(static i => i) { Splits = 0 }.EnumerateSplits(context));
     }
 

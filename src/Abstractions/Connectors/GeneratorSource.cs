@@ -31,6 +31,12 @@ public sealed class GeneratorSource<T> : ISource<T>
     /// <summary>Total rate over all subtasks, in events per second; unlimited when null.</summary>
     public double? RecordsPerSecond { get; init; }
 
+    /// <summary>
+    /// Events with an index below this are emitted at full speed before <see cref="RecordsPerSecond"/> applies (to load
+    /// state quickly, then update it at a steady rate). Default 0.
+    /// </summary>
+    public long UnthrottledPrefix { get; init; }
+
     /// <summary>Number of splits; the job's max parallelism when null.</summary>
     public int? Splits { get; init; }
 
@@ -44,6 +50,11 @@ public sealed class GeneratorSource<T> : ISource<T>
         if (Count is < 0)
         {
             throw new InvalidOperationException($"GeneratorSource.Count must not be negative, was {Count}.");
+        }
+
+        if (UnthrottledPrefix < 0)
+        {
+            throw new InvalidOperationException($"GeneratorSource.UnthrottledPrefix must not be negative, was {UnthrottledPrefix}.");
         }
 
         if (RecordsPerSecond is <= 0)
@@ -91,13 +102,16 @@ public sealed class GeneratorSource<T> : ISource<T>
         long end = long.MaxValue;
         if (Count is { } count)
         {
-            end = count > number ? ((count - number - 1) / total) + 1 : 0;
+            end = PositionsBelow(count, number, total);
         }
 
-        return new ReaderSplit(id, number, total, end) { Position = split.Position };
+        return new ReaderSplit(id, number, total, end, Math.Min(end, PositionsBelow(UnthrottledPrefix, number, total))) { Position = split.Position };
     }
 
-    private sealed class ReaderSplit(string id, int number, int total, long end)
+    /// <summary>How many indices <c>number, number + total, ...</c> are below <paramref name="limit"/>.</summary>
+    private static long PositionsBelow(long limit, int number, int total) => limit > number ? ((limit - number - 1) / total) + 1 : 0;
+
+    private sealed class ReaderSplit(string id, int number, int total, long end, long unthrottledEnd)
     {
         public string Id { get; } = id;
 
@@ -109,6 +123,9 @@ public sealed class GeneratorSource<T> : ISource<T>
         public long End { get; } = end;
 
         public long Position { get; set; }
+
+        /// <summary>Position after the split's last event of the unthrottled prefix.</summary>
+        public long UnthrottledEnd { get; } = unthrottledEnd;
 
         public bool Exhausted => Position >= End;
     }
@@ -123,7 +140,8 @@ public sealed class GeneratorSource<T> : ISource<T>
         public ValueTask<SourcePollResult> PollAsync(ISourceOutput<T> output, int maxRecords, CancellationToken cancellationToken)
         {
             var budget = maxRecords;
-            if (rate is { } perSecond)
+            var prefix = rate is not null && splits.Any(static s => s.Position < s.UnthrottledEnd);
+            if (rate is { } perSecond && !prefix)
             {
                 if (_startTimestamp < 0)
                 {
@@ -151,8 +169,16 @@ public sealed class GeneratorSource<T> : ISource<T>
                     continue;
                 }
 
+                var n = (int)Math.Min(Math.Min(budget, Chunk), (prefix ? split.UnthrottledEnd : split.End) - split.Position);
+                if (n == 0)
+                {
+                    checkedSplits++;
+                    _next = (_next + 1) % splits.Length;
+                    continue;
+                }
+
                 checkedSplits = 0;
-                var n = (int)Math.Min(Math.Min(budget, Chunk), split.End - split.Position);
+
                 for (var i = 0; i < n; i++)
                 {
                     output.Emit(source._generate(split.Number + (split.Position * split.Total)));
@@ -160,7 +186,7 @@ public sealed class GeneratorSource<T> : ISource<T>
                 }
 
                 budget -= n;
-                _emitted += n;
+                _emitted += prefix ? 0 : n;
                 _next = (_next + 1) % splits.Length;
             }
 
