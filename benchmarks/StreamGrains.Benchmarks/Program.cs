@@ -1,5 +1,6 @@
 using System.CommandLine;
 using StreamGrains.Benchmarks.Backpressure;
+using StreamGrains.Benchmarks.Checkpoints;
 using StreamGrains.Benchmarks.Throughput;
 
 var root = new RootCommand("StreamGrains benchmarks. Each prints one JSON object per line; the last line is the summary.");
@@ -22,5 +23,25 @@ var batch = new Option<int>("--batch-size") { Description = "Records per batch."
 var backpressure = new Command("backpressure", "A fast source into a throttled sink: in-flight batches and memory stay bounded.") { bpEvents, rate, credits, batch };
 backpressure.SetAction((r, ct) => BackpressureBenchmark.RunAsync(new BackpressureSettings(r.GetValue(bpEvents), r.GetValue(rate), r.GetValue(credits), r.GetValue(batch)), ct));
 root.Subcommands.Add(backpressure);
+
+var stateMb = new Option<int>("--state-mb") { Description = "Keyed state to load, in MiB of values.", DefaultValueFactory = _ => 2000 };
+var storage = new Option<string>("--storage") { Description = "Checkpoint storage: filesystem (a temp directory) or blob (Azure Blob Storage on an Azurite started here).", DefaultValueFactory = _ => "filesystem" };
+var valueBytes = new Option<int>("--value-bytes") { Description = "Bytes per key.", DefaultValueFactory = _ => 1024 };
+var updateRate = new Option<double>("--update-rate") { Description = "Key updates per second once the state is loaded.", DefaultValueFactory = _ => 5_000 };
+var stateParallelism = new Option<int>("--parallelism") { Description = "Parallelism of the job.", DefaultValueFactory = _ => 2 };
+var silos = new Option<int>("--silos") { Description = "Silos of the in-process cluster.", DefaultValueFactory = _ => 2 };
+StateSettings StateOf(ParseResult r) => new(r.GetValue(stateMb), r.GetValue(storage)!, r.GetValue(valueBytes), r.GetValue(updateRate), r.GetValue(stateParallelism), r.GetValue(silos), r.GetValue(seed));
+
+var mode = new Option<string>("--mode") { Description = "Checkpoint mode: incremental.", DefaultValueFactory = _ => "incremental" };
+var checkpoints = new Option<int>("--checkpoints") { Description = "Measured checkpoints after the first (full) one.", DefaultValueFactory = _ => 10 };
+var every = new Option<double>("--every-s") { Description = "Seconds between checkpoints.", DefaultValueFactory = _ => 5 };
+var checkpoint = new Command("checkpoint", "Incremental checkpoints of a large keyed state under updates vs a raw copy of the full state to the same storage.") { mode, stateMb, storage, valueBytes, updateRate, stateParallelism, silos, seed, checkpoints, every };
+checkpoint.SetAction((r, ct) => CheckpointBenchmark.RunAsync(new CheckpointSettings(StateOf(r), r.GetValue(mode)!, r.GetValue(checkpoints), TimeSpan.FromSeconds(r.GetValue(every))), ct));
+root.Subcommands.Add(checkpoint);
+
+var local = new Option<bool>("--local") { Description = "Fail user code with every silo alive and recover from local copies, instead of killing a silo and downloading." };
+var recovery = new Command("recovery", "Time from a failure to the first record processed after restore vs a raw download of the same bytes.") { stateMb, storage, local, valueBytes, updateRate, stateParallelism, silos, seed };
+recovery.SetAction((r, ct) => RecoveryBenchmark.RunAsync(new RecoverySettings(StateOf(r), r.GetValue(local)), ct));
+root.Subcommands.Add(recovery);
 
 return await root.Parse(args).InvokeAsync();

@@ -1,0 +1,206 @@
+using System.Diagnostics;
+using StreamGrains.Client;
+using StreamGrains.Grains;
+using StreamGrains.Snapshots;
+using StreamGrains.State.Storage;
+using StreamGrains.Testing;
+
+namespace StreamGrains.Benchmarks.Checkpoints;
+
+internal sealed record StateSettings(int StateMb, string Storage, int ValueBytes, double Rate, int Parallelism, int Silos, long Seed)
+{
+    public long Keys => (long)StateMb * 1024 * 1024 / ValueBytes;
+
+    public JobParameters Parameters(string name) =>
+        JobParameters.Empty.With("keys", Keys).With("valueBytes", ValueBytes).With("rate", Rate.ToString(System.Globalization.CultureInfo.InvariantCulture)).With("seed", Seed).With("name", name);
+
+    public Dictionary<string, object?> Fields(string benchmark) => new()
+    {
+        ["benchmark"] = benchmark,
+        ["storage"] = Storage,
+        ["state_mb"] = StateMb,
+        ["keys"] = Keys,
+        ["value_bytes"] = ValueBytes,
+        ["update_rate"] = Rate,
+        ["parallelism"] = Parallelism,
+        ["silos"] = Silos,
+    };
+}
+
+/// <summary>
+/// A multi-silo in-process cluster with its checkpoint storage (a temp directory, or Blob Storage on an Azurite started
+/// here), running <see cref="StateLoadJob"/> until its state is loaded.
+/// </summary>
+internal sealed class BenchEnvironment : IAsyncDisposable
+{
+    /// <summary>Parallel transfers per subtask in the snapshotter and restorer; raw baselines use as many per subtask.</summary>
+    public const int TransfersPerSubtask = 4;
+
+    private readonly AzuriteServer? _azurite;
+    private readonly string? _fileRoot;
+
+    private BenchEnvironment(StreamGrainsCluster cluster, AzuriteServer? azurite, string? fileRoot, ICheckpointStorage storage)
+    {
+        Cluster = cluster;
+        _azurite = azurite;
+        _fileRoot = fileRoot;
+        Storage = storage;
+    }
+
+    public StreamGrainsCluster Cluster { get; }
+
+    public StreamGrainsClient Client => Cluster.Client;
+
+    /// <summary>The same storage the silos use, for raw baselines.</summary>
+    public ICheckpointStorage Storage { get; }
+
+    public static async Task<BenchEnvironment> StartAsync(StateSettings settings)
+    {
+        AzuriteServer? azurite = null;
+        string? fileRoot = null;
+        CheckpointStorageOptions storage;
+        if (settings.Storage == "blob")
+        {
+            azurite = await AzuriteServer.StartAsync();
+            storage = new CheckpointStorageOptions
+            {
+                Kind = CheckpointStorageOptions.AzureBlobKind,
+                ConnectionString = azurite.ConnectionString,
+                Container = "bench",
+            };
+        }
+        else if (settings.Storage == "filesystem")
+        {
+            fileRoot = Path.Combine(Path.GetTempPath(), "streamgrains-bench", Guid.NewGuid().ToString("N")[..12]);
+            storage = new CheckpointStorageOptions { Kind = CheckpointStorageOptions.FileSystemKind, Path = fileRoot };
+        }
+        else
+        {
+            throw new ArgumentException($"--storage must be filesystem or blob, was '{settings.Storage}'.");
+        }
+
+        var cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions
+        {
+            Silos = (short)settings.Silos,
+            ConfigureRuntime = o =>
+            {
+                o.CheckpointStorage = storage;
+                o.StateCacheEntries = 4_096;
+            },
+        });
+        var created = storage.Create();
+        await created.CheckAccessAsync(CancellationToken.None);
+        return new BenchEnvironment(cluster, azurite, fileRoot, created);
+    }
+
+    /// <summary>Submits the job and waits until every key has been written once; prints progress lines.</summary>
+    public async Task<JobId> LoadAsync(StateSettings settings, string name, Func<JobSpec, JobSpec> configure)
+    {
+        var jobId = await Cluster.SubmitAsync<StateLoadJob>(settings.Parameters(name), settings.Parallelism, configure);
+        var watch = Stopwatch.StartNew();
+        var lastReport = TimeSpan.Zero;
+        while (true)
+        {
+            var status = await Client.GetStatusAsync(jobId);
+            if (status.State.IsTerminal())
+            {
+                throw new InvalidOperationException($"The job ended while loading state: {status}");
+            }
+
+            var written = KeyedRecords(status);
+            if (written >= settings.Keys)
+            {
+                Report.Line(new Dictionary<string, object?>(settings.Fields("load")) { ["phase"] = "loaded", ["seconds"] = Report.Round(watch.Elapsed.TotalSeconds) });
+                return jobId;
+            }
+
+            if (watch.Elapsed - lastReport >= TimeSpan.FromSeconds(5))
+            {
+                lastReport = watch.Elapsed;
+                Report.Line(new Dictionary<string, object?>(settings.Fields("load")) { ["phase"] = "loading", ["keys_written"] = written, ["seconds"] = Report.Round(watch.Elapsed.TotalSeconds) });
+            }
+
+            await Task.Delay(200);
+        }
+    }
+
+    /// <summary>Records the keyed operator's subtasks of the current attempt have processed.</summary>
+    public static long KeyedRecords(JobStatus status) =>
+        status.Subtasks.Where(s => s.Attempt == status.Attempt && s.Chain.StartsWith("state", StringComparison.Ordinal)).Sum(static s => s.RecordsIn);
+
+    /// <summary>Triggers a checkpoint and throws unless it completed.</summary>
+    public async Task<CheckpointStats> CheckpointAsync(JobId jobId)
+    {
+        var stats = await Client.TriggerCheckpointAsync(jobId, TimeSpan.FromMinutes(20));
+        if (stats.Outcome != CheckpointOutcome.Completed)
+        {
+            throw new InvalidOperationException($"Checkpoint {stats.CheckpointId} did not complete: {stats.FailureReason} {stats.FailureMessage}");
+        }
+
+        return stats;
+    }
+
+    /// <summary>Uploads local files to a fresh prefix of the storage, <paramref name="parallel"/> at a time; returns seconds.</summary>
+    public async Task<double> RawUploadAsync(IReadOnlyList<string> files, string localRoot, int parallel)
+    {
+        var prefix = "raw-" + Guid.NewGuid().ToString("N")[..8];
+        var watch = Stopwatch.StartNew();
+        await Parallel.ForEachAsync(files, new ParallelOptions { MaxDegreeOfParallelism = parallel }, async (file, ct) =>
+        {
+            var relative = Path.GetRelativePath(localRoot, file).Replace('\\', '/');
+            await Storage.UploadFileAsync(file, $"{prefix}/{relative}", ct);
+        });
+        var seconds = watch.Elapsed.TotalSeconds;
+        await Storage.DeletePrefixAsync(prefix, CancellationToken.None);
+        return seconds;
+    }
+
+    /// <summary>Downloads stored files into a temp directory, <paramref name="parallel"/> at a time; returns seconds.</summary>
+    public async Task<double> RawDownloadAsync(IReadOnlyList<StateFile> files, int parallel)
+    {
+        var target = Path.Combine(Path.GetTempPath(), "streamgrains-bench", "raw-" + Guid.NewGuid().ToString("N")[..8]);
+        Directory.CreateDirectory(target);
+        try
+        {
+            var watch = Stopwatch.StartNew();
+            await Parallel.ForEachAsync(files.Select(static (f, i) => (f, i)), new ParallelOptions { MaxDegreeOfParallelism = parallel }, async (item, ct) =>
+                await Storage.DownloadFileAsync(item.f.Path, Path.Combine(target, $"{item.i}-{item.f.Name}"), null, ct));
+            return watch.Elapsed.TotalSeconds;
+        }
+        finally
+        {
+            Directory.Delete(target, recursive: true);
+        }
+    }
+
+    /// <summary>The files of the local copies of checkpoint <paramref name="checkpointId"/> on every silo: the full state as it sits on local disk.</summary>
+    public IReadOnlyList<string> LocalStateFiles(JobId jobId, long checkpointId)
+    {
+        var separator = Path.DirectorySeparatorChar;
+        var local = $"{separator}{jobId.Value}{separator}local{separator}";
+        var checkpoint = $"{separator}chk-{checkpointId}{separator}";
+        return [.. Directory.EnumerateFiles(Cluster.RootDirectory, "*", SearchOption.AllDirectories)
+            .Where(f => f.Contains(local, StringComparison.Ordinal) && f.Contains(checkpoint, StringComparison.Ordinal))];
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await Cluster.DisposeAsync();
+        if (_azurite is not null)
+        {
+            await _azurite.DisposeAsync();
+        }
+
+        if (_fileRoot is not null && Directory.Exists(_fileRoot))
+        {
+            Directory.Delete(_fileRoot, recursive: true);
+        }
+    }
+
+    public static double Percentile(IReadOnlyList<double> values, double p)
+    {
+        var sorted = values.Order().ToArray();
+        var rank = (int)Math.Ceiling(p * sorted.Length) - 1;
+        return sorted[Math.Clamp(rank, 0, sorted.Length - 1)];
+    }
+}
