@@ -165,10 +165,31 @@ public sealed class StreamGrainsClient : IAsyncDisposable
     /// <summary>Takes a checkpoint now and waits until it completed or was aborted.</summary>
     /// <exception cref="JobNotFoundException">When no such job exists.</exception>
     /// <exception cref="InvalidOperationException">When the job is not running or has checkpointing disabled.</exception>
+    /// <exception cref="TimeoutException">When the checkpoint is still in progress after <paramref name="timeout"/>.</exception>
     public async Task<Snapshots.CheckpointStats> TriggerCheckpointAsync(JobId jobId, TimeSpan timeout, CancellationToken cancellationToken = default)
     {
         _ = await GetStatusAsync(jobId, refreshSubtasks: false, cancellationToken);
-        return await Job(jobId).TriggerCheckpoint(timeout).WaitAsync(cancellationToken);
+        var deadline = DateTimeOffset.UtcNow + timeout;
+
+        // Each call waits a bounded time (checkpoints of large state outlast a grain call's response timeout).
+        var stats = await Job(jobId).TriggerCheckpoint(CheckpointPollWait(deadline)).WaitAsync(cancellationToken);
+        while (stats.Outcome == Snapshots.CheckpointOutcome.InProgress)
+        {
+            if (DateTimeOffset.UtcNow >= deadline)
+            {
+                throw new TimeoutException($"Checkpoint {stats.CheckpointId} of job {jobId} is still in progress after {timeout}.");
+            }
+
+            stats = await Job(jobId).WaitForCheckpoint(stats.CheckpointId, CheckpointPollWait(deadline)).WaitAsync(cancellationToken);
+        }
+
+        return stats;
+    }
+
+    private static TimeSpan CheckpointPollWait(DateTimeOffset deadline)
+    {
+        var remaining = deadline - DateTimeOffset.UtcNow;
+        return remaining < TimeSpan.Zero ? TimeSpan.Zero : remaining < TimeSpan.FromSeconds(10) ? remaining : TimeSpan.FromSeconds(10);
     }
 
     /// <summary>Waits until the job's status satisfies <paramref name="condition"/> (checked on every state change) or the job ends.</summary>

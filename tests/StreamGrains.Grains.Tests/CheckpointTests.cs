@@ -160,6 +160,34 @@ public sealed class CheckpointTests
     }
 
     [Fact]
+    public async Task A_checkpoint_longer_than_a_grain_call_is_awaited_by_the_client_and_a_short_timeout_says_so()
+    {
+        await using var cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions
+        {
+            Silos = 1,
+            ConfigureServices = static services => services.AddSingleton<ICheckpointStorage>(sp => new SlowDownloadStorage(
+                new FileSystemCheckpointStorage(sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<StreamGrainsOptions>>().Value.CheckpointStorage.Path),
+                TimeSpan.Zero,
+                uploadDelay: TimeSpan.FromSeconds(12))),
+        });
+        var client = cluster.Client;
+        var parameters = JobParameters.Empty.With("events", 100_000_000).With("keys", 1_000).With("rate", 10_000).With("name", $"slow-{Guid.NewGuid():N}");
+        var jobId = await cluster.SubmitAsync<ResilientCountJob>(parameters, configure: static s => s with
+        {
+            Checkpointing = new CheckpointSettings { Interval = TimeSpan.FromDays(1), Timeout = TimeSpan.FromMinutes(2) },
+        });
+        await client.WaitForStateAsync(jobId, JobState.Running, Timeout);
+
+        await Assert.ThrowsAsync<TimeoutException>(() => client.TriggerCheckpointAsync(jobId, TimeSpan.FromSeconds(1)));
+        var stats = await client.TriggerCheckpointAsync(jobId, Timeout);
+        await client.CancelAsync(jobId);
+
+        // The second call joined the checkpoint the first one started; it took longer than one bounded wait of the client.
+        Assert.Equal(CheckpointOutcome.Completed, stats.Outcome);
+        Assert.True(stats.Duration > TimeSpan.FromSeconds(10), $"the checkpoint took {stats.Duration}");
+    }
+
+    [Fact]
     public async Task A_missing_shared_file_makes_the_restore_fall_back_to_the_previous_checkpoint_with_a_warning()
     {
         const long Events = 1_000_000;
@@ -366,13 +394,17 @@ public sealed class CheckpointTests
     }
 
     /// <summary>Storage whose downloads take a while, so that restores are slow enough to race with sources.</summary>
-    private sealed class SlowDownloadStorage(ICheckpointStorage inner, TimeSpan delay) : ICheckpointStorage
+    private sealed class SlowDownloadStorage(ICheckpointStorage inner, TimeSpan delay, TimeSpan uploadDelay = default) : ICheckpointStorage
     {
         public string Location => inner.Location;
 
         public Task CheckAccessAsync(CancellationToken cancellationToken) => inner.CheckAccessAsync(cancellationToken);
 
-        public Task<StoredObject> UploadFileAsync(string localPath, string path, CancellationToken cancellationToken) => inner.UploadFileAsync(localPath, path, cancellationToken);
+        public async Task<StoredObject> UploadFileAsync(string localPath, string path, CancellationToken cancellationToken)
+        {
+            await Task.Delay(uploadDelay, cancellationToken);
+            return await inner.UploadFileAsync(localPath, path, cancellationToken);
+        }
 
         public async Task DownloadFileAsync(string path, string localPath, StoredObject? expected, CancellationToken cancellationToken)
         {

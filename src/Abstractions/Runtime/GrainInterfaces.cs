@@ -35,8 +35,14 @@ public interface IJobGrain : IGrainWithStringKey
     [OneWay]
     Task OnCheckpointFailuresExceeded(int attempt, string reason);
 
-    /// <summary>Triggers a checkpoint now and waits for it to complete or abort.</summary>
-    Task<Snapshots.CheckpointStats> TriggerCheckpoint(TimeSpan timeout);
+    /// <summary>
+    /// Triggers a checkpoint now (or joins the pending one) and waits up to <paramref name="maxWait"/> for it to end;
+    /// the outcome is <see cref="Snapshots.CheckpointOutcome.InProgress"/> when it has not ended by then.
+    /// </summary>
+    Task<Snapshots.CheckpointStats> TriggerCheckpoint(TimeSpan maxWait);
+
+    /// <summary>Waits up to <paramref name="maxWait"/> for checkpoint <paramref name="checkpointId"/> to end and returns its statistics.</summary>
+    Task<Snapshots.CheckpointStats> WaitForCheckpoint(long checkpointId, TimeSpan maxWait);
 }
 
 /// <summary>Runs the checkpoints of one job: triggers sources, collects acknowledgements, writes manifests, retains and cleans up.</summary>
@@ -57,8 +63,11 @@ public interface ICheckpointCoordinatorGrain : IGrainWithStringKey
     [OneWay]
     Task Decline(int attempt, long checkpointId, SubtaskId subtask, string reason);
 
-    /// <summary>Triggers a checkpoint now (unless one is pending) and waits until it completes or aborts.</summary>
-    Task<Snapshots.CheckpointStats> TriggerNow(int attempt, TimeSpan timeout);
+    /// <summary>Triggers a checkpoint now (unless one is pending) and waits up to <paramref name="maxWait"/> for it to end.</summary>
+    Task<Snapshots.CheckpointStats> TriggerNow(int attempt, TimeSpan maxWait);
+
+    /// <summary>Waits up to <paramref name="maxWait"/> for checkpoint <paramref name="checkpointId"/> to end.</summary>
+    Task<Snapshots.CheckpointStats> WaitFor(long checkpointId, TimeSpan maxWait);
 
     /// <summary>The latest completed checkpoint and the most recent ones, newest first.</summary>
     Task<(Snapshots.CheckpointStats? Latest, IReadOnlyList<Snapshots.CheckpointStats> Recent)> GetStats();

@@ -101,7 +101,7 @@ internal sealed class CheckpointCoordinatorGrain(ICheckpointStorage storage, Tim
         return Task.CompletedTask;
     }
 
-    public async Task<CheckpointStats> TriggerNow(int attempt, TimeSpan timeout)
+    public async Task<CheckpointStats> TriggerNow(int attempt, TimeSpan maxWait)
     {
         if (_start is null || attempt != _attempt)
         {
@@ -114,7 +114,30 @@ internal sealed class CheckpointCoordinatorGrain(ICheckpointStorage storage, Tim
             throw new InvalidOperationException($"Job {JobId} cannot take a checkpoint now: {(_sourcesFinished ? "some sources have finished" : "it is not running")}.");
         }
 
-        return await pending.Outcome.WaitAsync(timeout);
+        return await WaitAsync(pending, maxWait);
+    }
+
+    public async Task<CheckpointStats> WaitFor(long checkpointId, TimeSpan maxWait)
+    {
+        if (_pending is { } pending && pending.CheckpointId == checkpointId)
+        {
+            return await WaitAsync(pending, maxWait);
+        }
+
+        return _stats.Find(checkpointId) ?? throw new InvalidOperationException($"Job {JobId} has no record of checkpoint {checkpointId}.");
+    }
+
+    /// <summary>Waits a bounded time, so that no grain call outlives the messaging response timeout.</summary>
+    private async Task<CheckpointStats> WaitAsync(PendingCheckpoint pending, TimeSpan maxWait)
+    {
+        try
+        {
+            return await pending.Outcome.WaitAsync(maxWait);
+        }
+        catch (TimeoutException)
+        {
+            return pending.Stats(CheckpointOutcome.InProgress, time.GetUtcNow());
+        }
     }
 
     public Task<(CheckpointStats? Latest, IReadOnlyList<CheckpointStats> Recent)> GetStats() =>

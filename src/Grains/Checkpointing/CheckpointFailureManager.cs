@@ -33,6 +33,9 @@ internal sealed class CheckpointStatsTracker
 
     public IReadOnlyList<CheckpointStats> Recent => [.. _recent];
 
+    /// <summary>The statistics of a recent checkpoint; null when it is not among them.</summary>
+    public CheckpointStats? Find(long checkpointId) => _recent.FirstOrDefault(s => s.CheckpointId == checkpointId);
+
     public void Report(CheckpointStats stats)
     {
         for (var node = _recent.First; node is not null; node = node.Next)

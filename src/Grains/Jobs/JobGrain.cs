@@ -289,15 +289,17 @@ internal sealed class JobGrain(
         return FailoverAsync(new JobFailure { ExceptionType = "CheckpointFailures", Message = reason }, attempt);
     }
 
-    public async Task<CheckpointStats> TriggerCheckpoint(TimeSpan timeout)
+    public async Task<CheckpointStats> TriggerCheckpoint(TimeSpan maxWait)
     {
         if (_record is null || State != JobState.Running || !_record.Spec.Checkpointing.Enabled)
         {
             throw new InvalidOperationException($"Job {Id} cannot take a checkpoint: it is {(_record is null ? "unknown" : State)}{(_record?.Spec.Checkpointing.Enabled == false ? " and has checkpointing disabled" : string.Empty)}.");
         }
 
-        return await Coordinator.TriggerNow(_record.Attempt, timeout);
+        return await Coordinator.TriggerNow(_record.Attempt, maxWait);
     }
+
+    public Task<CheckpointStats> WaitForCheckpoint(long checkpointId, TimeSpan maxWait) => Coordinator.WaitFor(checkpointId, maxWait);
 
     private static Dictionary<int, IReadOnlyList<SourceSplit>[]> AssignSplits(JobPlan plan, JobSpec spec, CheckpointManifest? restore)
     {
