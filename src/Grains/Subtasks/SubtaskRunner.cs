@@ -268,6 +268,19 @@ internal sealed class SubtaskRunner : IAsyncDisposable
             await loop;
         }
 
+        if (reason == StopReason.Failover)
+        {
+            // The loop has stopped, so nothing of this attempt is processed or sent any more. Its state instance and
+            // working directory are its own: the next attempt need not wait while RocksDB closes and gigabytes are unlinked.
+            _ = Task.Run(() => ReleaseAsync(reason));
+            return;
+        }
+
+        await ReleaseAsync(reason);
+    }
+
+    private async Task ReleaseAsync(StopReason reason)
+    {
         if (_chain is { } chain)
         {
             foreach (var op in chain.Operators)
@@ -296,7 +309,12 @@ internal sealed class SubtaskRunner : IAsyncDisposable
             }
         }
 
-        DeleteEmptyDirectories(JobDirectory);
+        if (reason != StopReason.Failover)
+        {
+            // Not after a failover: the next attempt is creating its directories under the same parents right now.
+            DeleteEmptyDirectories(JobDirectory);
+        }
+
         _stopping.Dispose();
     }
 
