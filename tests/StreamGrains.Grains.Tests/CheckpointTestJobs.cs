@@ -113,3 +113,44 @@ public sealed class FastSlowJob : IStreamJob
         }
     }
 }
+
+/// <summary>
+/// Writes <c>keys</c> keys of 512 incompressible bytes at full speed, then overwrites random keys at <c>rate</c> per
+/// second. Parameters: keys, rate.
+/// </summary>
+public sealed class OverwriteJob : IStreamJob
+{
+    public const int ValueBytes = 512;
+
+    public void Build(StreamBuilder builder, JobParameters parameters)
+    {
+        var keys = parameters.GetInt64("keys", 1_000);
+        var rate = parameters.GetDouble("rate", 100);
+        builder.Source(new GeneratorSource<long>(static i => i) { RecordsPerSecond = rate, UnthrottledPrefix = keys })
+            .Uid("numbers")
+            .KeyBy(i => i < keys ? i : DeterministicRandom.NextInt64(7, i, keys))
+            .Process(new Overwrite())
+            .Uid("values")
+            .Sink(new DiscardSink<long>())
+            .Uid("out");
+    }
+
+    private sealed class Overwrite : KeyedProcessFunction<long, long, long>
+    {
+        private static readonly ValueStateDescriptor<byte[]> Value = new("value");
+        private IValueState<byte[]>? _value;
+
+        public override void Open(IKeyedRuntimeContext context) => _value = context.GetValueState(Value);
+
+        public override void ProcessElement(long value, IKeyedProcessContext<long> context, ICollector<long> output)
+        {
+            var bytes = new byte[ValueBytes];
+            for (var i = 0; i < ValueBytes; i += 8)
+            {
+                BitConverter.TryWriteBytes(bytes.AsSpan(i), DeterministicRandom.Next(value, i));
+            }
+
+            _value!.Update(bytes);
+        }
+    }
+}

@@ -97,6 +97,34 @@ public sealed class CheckpointTests
     }
 
     [Fact]
+    public async Task After_updating_one_percent_of_the_keys_a_checkpoint_uploads_less_than_a_tenth_of_the_first()
+    {
+        const long Keys = 20_000;
+        await using var cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions { Silos = 2 });
+        var client = cluster.Client;
+        var parameters = JobParameters.Empty.With("keys", Keys).With("rate", 400);
+        var jobId = await cluster.SubmitAsync<OverwriteJob>(parameters, parallelism: 2, configure: static s => s with
+        {
+            Checkpointing = new CheckpointSettings { Interval = TimeSpan.FromDays(1) },
+        });
+        static long Written(JobStatus s) => s.Subtasks.Where(t => t.Chain.StartsWith("values", StringComparison.Ordinal)).Sum(static t => t.RecordsIn);
+
+        await PollAsync(client, jobId, static s => Written(s) >= Keys);
+        var first = await client.TriggerCheckpointAsync(jobId, Timeout);
+        var afterFirst = Written(await client.GetStatusAsync(jobId));
+        await PollAsync(client, jobId, s => Written(s) >= afterFirst + (Keys / 100));
+        var second = await client.TriggerCheckpointAsync(jobId, Timeout);
+        await client.CancelAsync(jobId);
+
+        Assert.Equal(CheckpointOutcome.Completed, first.Outcome);
+        Assert.Equal(CheckpointOutcome.Completed, second.Outcome);
+        Assert.True(first.BytesUploaded > Keys * OverwriteJob.ValueBytes * 9 / 10, $"the first checkpoint uploaded only {first.BytesUploaded} bytes");
+        Assert.Equal(first.BytesUploaded, first.FullSize);
+        Assert.True(second.BytesUploaded < first.BytesUploaded / 10, $"the second checkpoint uploaded {second.BytesUploaded} bytes, the first {first.BytesUploaded}");
+        Assert.True(second.FullSize > first.FullSize, $"the second checkpoint ({second.FullSize} bytes) should include the first one's files");
+    }
+
+    [Fact]
     public async Task Restart_after_a_user_exception_with_all_silos_alive_downloads_no_state()
     {
         var name = $"local-{Guid.NewGuid():N}";
