@@ -62,10 +62,6 @@ public sealed class RocksDbResources : IDisposable
             .SetInfoLogLevel(InfoLogLevel.Warn)
             .SetKeepLogFileNum(2);
         Native.Instance.rocksdb_options_set_write_buffer_manager(options.Handle, _writeBufferManager);
-
-        // With the WAL off, close would flush memtables that nobody reads again: a subtask's working instance is never
-        // reopened (restores open new directories, snapshots flush first), so a failover does not pay for a flush.
-        Native.Instance.rocksdb_options_set_avoid_flush_during_shutdown(options.Handle, 1);
         return options;
     }
 
