@@ -204,7 +204,7 @@ public sealed class BlobCheckpointStorage : ICheckpointStorage
                 (length, checksum) = (hashing.Length, hashing.Checksum);
             }
 
-            Verify(path, expected, length, checksum);
+            Checksums.Verify(path, expected, length, checksum);
             File.Move(temporary, destination, overwrite: true);
         }
         catch (RequestFailedException ex) when (ex.Status == 404)
@@ -267,7 +267,7 @@ public sealed class BlobCheckpointStorage : ICheckpointStorage
         var content = result.Content.ToArray();
         if (result.Details.Metadata.TryGetValue(ChecksumMetadataKey, out var stored))
         {
-            Verify(path, new StoredObject(path, content.Length, stored), content.Length, Checksums.Of(content));
+            Checksums.Verify(path, new StoredObject(path, content.Length, stored), content.Length, Checksums.Of(content));
         }
 
         return content;
@@ -433,24 +433,6 @@ public sealed class BlobCheckpointStorage : ICheckpointStorage
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
             // Leaves a ".tmp-" file behind; the failure that matters is the one already propagating.
-        }
-    }
-
-    private static void Verify(string path, StoredObject? expected, long length, string checksum)
-    {
-        if (expected is null)
-        {
-            return;
-        }
-
-        if (expected.Length != length)
-        {
-            throw new CheckpointStorageCorruptException(path, $"it has {length} bytes where {expected.Length} were stored");
-        }
-
-        if (expected.Checksum is { } stored && !string.Equals(stored, checksum, StringComparison.OrdinalIgnoreCase))
-        {
-            throw new CheckpointStorageCorruptException(path, $"its XxHash64 is {checksum} where {stored} was stored");
         }
     }
 

@@ -102,7 +102,7 @@ public sealed partial class FileSystemCheckpointStorage : ICheckpointStorage
             try
             {
                 var (length, checksum) = await CopyHashingAsync(source, temporary, cancellationToken);
-                Verify(path, expected, length, checksum);
+                Checksums.Verify(path, expected, length, checksum);
                 File.Move(temporary, destination, overwrite: true);
             }
             finally
@@ -344,24 +344,6 @@ public sealed partial class FileSystemCheckpointStorage : ICheckpointStorage
 
     private static string TemporaryNextTo(string path) => Path.Combine(Path.GetDirectoryName(path)!, $"{TemporaryPrefix}{Guid.NewGuid():N}");
 
-    private static void Verify(string path, StoredObject? expected, long length, string checksum)
-    {
-        if (expected is null)
-        {
-            return;
-        }
-
-        if (expected.Length != length)
-        {
-            throw new CheckpointStorageCorruptException(path, $"it has {length} bytes where {expected.Length} were stored");
-        }
-
-        if (expected.Checksum is { } stored && !string.Equals(stored, checksum, StringComparison.OrdinalIgnoreCase))
-        {
-            throw new CheckpointStorageCorruptException(path, $"its XxHash64 is {checksum} where {stored} was stored");
-        }
-    }
-
     /// <summary>Copies a file to a new file while hashing it, flushes the copy to disk, returns its length and XxHash64.</summary>
     private static async Task<(long Length, string Checksum)> CopyHashingAsync(string source, string destination, CancellationToken cancellationToken)
     {
@@ -447,6 +429,25 @@ public static class Checksums
 {
     /// <summary>Formats a hash.</summary>
     public static string ToHex(ulong hash) => hash.ToString("x16", CultureInfo.InvariantCulture);
+
+    /// <summary>Throws <see cref="CheckpointStorageCorruptException"/> when a download's length or checksum differs from what was stored.</summary>
+    public static void Verify(string path, StoredObject? expected, long length, string checksum)
+    {
+        if (expected is null)
+        {
+            return;
+        }
+
+        if (expected.Length != length)
+        {
+            throw new CheckpointStorageCorruptException(path, $"it has {length} bytes where {expected.Length} were stored");
+        }
+
+        if (expected.Checksum is { } stored && !string.Equals(stored, checksum, StringComparison.OrdinalIgnoreCase))
+        {
+            throw new CheckpointStorageCorruptException(path, $"its XxHash64 is {checksum} where {stored} was stored");
+        }
+    }
 
     /// <summary>The checksum of <paramref name="content"/>.</summary>
     public static string Of(ReadOnlySpan<byte> content) => ToHex(XxHash64.HashToUInt64(content));
