@@ -40,8 +40,9 @@ checkpoint.SetAction((r, ct) => CheckpointBenchmark.RunAsync(new CheckpointSetti
 root.Subcommands.Add(checkpoint);
 
 var local = new Option<bool>("--local") { Description = "Fail user code with every silo alive and recover from local copies, instead of killing a silo and downloading." };
-var recovery = new Command("recovery", "Time from a failure to the first record processed after restore vs a raw download of the same bytes.") { stateMb, storage, local, valueBytes, updateRate, stateParallelism, silos, seed };
-recovery.SetAction((r, ct) => RecoveryBenchmark.RunAsync(new RecoverySettings(StateOf(r), r.GetValue(local)), ct));
+var copyRestore = new Option<bool>("--copy-restore") { Description = "Filesystem storage: copy stored SSTs on restore instead of hard-linking them." };
+var recovery = new Command("recovery", "Time from a failure to the first record processed after restore vs a raw download of the same bytes.") { stateMb, storage, local, copyRestore, valueBytes, updateRate, stateParallelism, silos, seed };
+recovery.SetAction((r, ct) => RecoveryBenchmark.RunAsync(new RecoverySettings(StateOf(r), r.GetValue(local), r.GetValue(copyRestore)), ct));
 root.Subcommands.Add(recovery);
 
 return await root.Parse(args).InvokeAsync();

@@ -170,8 +170,14 @@ public sealed record RestoreProgress
     /// <summary>Whether the restore is complete.</summary>
     [Id(6)] public bool Completed { get; init; }
 
+    /// <summary>
+    /// Bytes taken from filesystem checkpoint storage by hard link instead of a download (read once to verify their
+    /// checksums, never copied).
+    /// </summary>
+    [Id(7)] public long BytesLinked { get; init; }
+
     /// <inheritdoc />
-    public override string ToString() => $"checkpoint {CheckpointId}: {FilesDone}/{FilesTotal} files, {BytesDone}/{BytesTotal} bytes ({BytesDownloaded} downloaded){(Completed ? ", done" : string.Empty)}";
+    public override string ToString() => $"checkpoint {CheckpointId}: {FilesDone}/{FilesTotal} files, {BytesDone}/{BytesTotal} bytes ({BytesDownloaded} downloaded, {BytesLinked} linked from storage){(Completed ? ", done" : string.Empty)}";
 }
 
 /// <summary>A snapshot of a job's status.</summary>

@@ -54,7 +54,9 @@ internal sealed class BenchEnvironment : IAsyncDisposable
     /// <summary>The same storage the silos use, for raw baselines.</summary>
     public ICheckpointStorage Storage { get; }
 
-    public static async Task<BenchEnvironment> StartAsync(StateSettings settings)
+    /// <param name="settings">What to run.</param>
+    /// <param name="linkOnRestore">For filesystem storage: whether restores may hard-link stored SSTs (the default) or must copy them.</param>
+    public static async Task<BenchEnvironment> StartAsync(StateSettings settings, bool linkOnRestore = true)
     {
         AzuriteServer? azurite = null;
         string? fileRoot = null;
@@ -72,7 +74,7 @@ internal sealed class BenchEnvironment : IAsyncDisposable
         else if (settings.Storage == "filesystem")
         {
             fileRoot = Path.Combine(Path.GetTempPath(), "streamgrains-bench", Guid.NewGuid().ToString("N")[..12]);
-            storage = new CheckpointStorageOptions { Kind = CheckpointStorageOptions.FileSystemKind, Path = fileRoot };
+            storage = new CheckpointStorageOptions { Kind = CheckpointStorageOptions.FileSystemKind, Path = fileRoot, LinkOnRestore = linkOnRestore };
         }
         else
         {

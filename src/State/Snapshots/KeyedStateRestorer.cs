@@ -11,7 +11,8 @@ public static class KeyedStateRestorer
     /// <summary>
     /// Fills <paramref name="targetDirectory"/> with the files of <paramref name="handle"/>: from the local copy
     /// <paramref name="localCopy"/> when it has every file with the right length (SSTs hard-linked, the few other files
-    /// copied because RocksDB may rewrite them), otherwise downloaded from storage with their checksums verified.
+    /// copied because RocksDB may rewrite them), otherwise from storage with their checksums verified: downloaded, or, from
+    /// filesystem storage on the same device, SSTs hard-linked (read once to verify, never copied).
     /// </summary>
     /// <returns>The final progress (including the bytes downloaded).</returns>
     /// <exception cref="CheckpointStorageException">When a file is missing or corrupt in storage.</exception>
@@ -49,7 +50,7 @@ public static class KeyedStateRestorer
                     File.Copy(source, destination);
                 }
 
-                state.FileDone(file.Length, downloaded: false);
+                state.FileDone(file.Length, Source.LocalCopy);
             }
 
             return state.Finish();
@@ -62,8 +63,16 @@ public static class KeyedStateRestorer
             try
             {
                 var expected = new StoredObject(file.Path, file.Length, file.Checksum);
-                await storage.DownloadFileAsync(file.Path, Path.Combine(targetDirectory, file.Name), expected, cancellationToken);
-                state.FileDone(file.Length, downloaded: true);
+                var target = Path.Combine(targetDirectory, file.Name);
+                if (Linkable(file) && storage is FileSystemCheckpointStorage files && await files.TryLinkFileAsync(file.Path, target, expected, cancellationToken))
+                {
+                    state.FileDone(file.Length, Source.Linked);
+                }
+                else
+                {
+                    await storage.DownloadFileAsync(file.Path, target, expected, cancellationToken);
+                    state.FileDone(file.Length, Source.Downloaded);
+                }
             }
             finally
             {
@@ -72,6 +81,9 @@ public static class KeyedStateRestorer
         }));
         return state.Finish();
     }
+
+    /// <summary>SSTs are never written after RocksDB created them, so they may share an inode with storage; other files are copied.</summary>
+    private static bool Linkable(StateFile file) => file.Name.EndsWith(".sst", StringComparison.Ordinal);
 
     private static bool HasAllFiles(string directory, KeyedStateHandle handle) =>
         Directory.Exists(directory) && handle.Files.All(f =>
@@ -86,15 +98,17 @@ public static class KeyedStateRestorer
         private int _filesDone;
         private long _bytesDone;
         private long _downloaded;
+        private long _linked;
 
-        public void FileDone(long length, bool downloaded)
+        public void FileDone(long length, Source source)
         {
             RestoreProgress snapshot;
             lock (_lock)
             {
                 _filesDone++;
                 _bytesDone += length;
-                _downloaded += downloaded ? length : 0;
+                _downloaded += source == Source.Downloaded ? length : 0;
+                _linked += source == Source.Linked ? length : 0;
                 snapshot = Current(completed: false);
             }
 
@@ -121,7 +135,15 @@ public static class KeyedStateRestorer
             BytesDone = _bytesDone,
             BytesTotal = bytes,
             BytesDownloaded = _downloaded,
+            BytesLinked = _linked,
             Completed = completed,
         };
+    }
+
+    private enum Source
+    {
+        LocalCopy,
+        Downloaded,
+        Linked,
     }
 }

@@ -19,6 +19,12 @@ public sealed class CheckpointStorageOptions
     /// <summary>For <c>FileSystem</c>: the root directory (shared by all silos in a multi-machine cluster).</summary>
     public string Path { get; set; } = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "streamgrains", "checkpoints");
 
+    /// <summary>
+    /// For <c>FileSystem</c>: whether a restore hard-links stored files into the working directory instead of copying
+    /// them, when the OS can link the two paths (same device). Default true.
+    /// </summary>
+    public bool LinkOnRestore { get; set; } = true;
+
     /// <summary>For <c>AzureBlob</c>: the storage account's connection string.</summary>
     public string? ConnectionString { get; set; }
 
@@ -98,7 +104,7 @@ public sealed class CheckpointStorageOptions
 
         return Kind switch
         {
-            FileSystemKind => new FileSystemCheckpointStorage(Path),
+            FileSystemKind => new FileSystemCheckpointStorage(Path) { LinkOnRestore = LinkOnRestore },
             _ => BlobCheckpointStorage.Create(ConnectionString!, Container!, Prefix, new BlobCheckpointStorageOptions { MaxRetries = MaxRetries, NetworkTimeout = NetworkTimeout }),
         };
     }

@@ -32,6 +32,13 @@ public sealed partial class FileSystemCheckpointStorage : ICheckpointStorage
     /// <inheritdoc />
     public string Location => "file://" + _root;
 
+    /// <summary>
+    /// Whether a restore may hard-link a stored file into the working directory instead of copying it (default true).
+    /// Stored files and RocksDB's SSTs are immutable, so a link is as good as a copy; where the OS cannot link (another
+    /// device, a filesystem without hard links, Windows) the restore copies.
+    /// </summary>
+    public bool LinkOnRestore { get; init; } = true;
+
     /// <inheritdoc />
     public async Task CheckAccessAsync(CancellationToken cancellationToken)
     {
@@ -118,6 +125,61 @@ public sealed partial class FileSystemCheckpointStorage : ICheckpointStorage
         catch (Exception ex) when (IsIoFailure(ex))
         {
             throw Failure("downloading", path, ex);
+        }
+    }
+
+    /// <summary>
+    /// Gives <paramref name="localPath"/> the content of <paramref name="path"/> by a hard link instead of a copy, after
+    /// verifying the length and checksum against <paramref name="expected"/> (which reads the object once, but writes
+    /// nothing). Returns false, leaving nothing behind, when <see cref="LinkOnRestore"/> is off or the OS cannot link the
+    /// two paths: then download instead.
+    /// </summary>
+    /// <exception cref="CheckpointObjectNotFoundException">The object does not exist.</exception>
+    /// <exception cref="CheckpointStorageCorruptException">Its length or checksum differs from <paramref name="expected"/>.</exception>
+    public async Task<bool> TryLinkFileAsync(string path, string localPath, StoredObject? expected, CancellationToken cancellationToken)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(localPath);
+        var source = FullPath(path);
+        if (!LinkOnRestore)
+        {
+            return false;
+        }
+
+        try
+        {
+            if (!File.Exists(source))
+            {
+                throw new CheckpointObjectNotFoundException(path, Location);
+            }
+
+            var destination = Path.GetFullPath(localPath);
+            Directory.CreateDirectory(Path.GetDirectoryName(destination)!);
+            var temporary = TemporaryNextTo(destination);
+            try
+            {
+                if (!TryHardLink(source, temporary))
+                {
+                    return false;
+                }
+
+                if (expected is not null)
+                {
+                    // Hash the link (the same inode as the stored object) so what is verified is what is used.
+                    var (length, checksum) = await Checksums.OfFileAsync(temporary, cancellationToken);
+                    Checksums.Verify(path, expected, length, checksum);
+                }
+
+                File.Move(temporary, destination, overwrite: true);
+                return true;
+            }
+            finally
+            {
+                File.Delete(temporary);
+            }
+        }
+        catch (Exception ex) when (IsIoFailure(ex))
+        {
+            throw Failure("linking", path, ex);
         }
     }
 

@@ -94,6 +94,61 @@ public sealed class FileSystemCheckpointStorageTests : CheckpointStorageContract
         Assert.Equal(["1.sst"], Directory.EnumerateFiles(LocalPath("download")).Select(Path.GetFileName));
     }
 
+    [Fact]
+    public async Task TryLink_verifies_the_checksum_and_links_the_stored_object_on_Linux()
+    {
+        var content = RandomBytes(seed: 30, 1 << 20);
+        var local = LocalPath("source");
+        await File.WriteAllBytesAsync(local, content);
+        var stored = await _storage.UploadFileAsync(local, "job/shared/7.sst", CancellationToken.None);
+        var target = LocalPath("restore/7.sst");
+
+        var linked = await _storage.TryLinkFileAsync("job/shared/7.sst", target, stored, CancellationToken.None);
+
+        Assert.Equal(OperatingSystem.IsLinux(), linked);
+        if (linked)
+        {
+            Assert.Equal(content, await File.ReadAllBytesAsync(target));
+            Assert.Equal((await StatAsync(Path.Combine(Root, "job/shared/7.sst"))).Inode, (await StatAsync(target)).Inode);
+            Assert.Equal(["7.sst"], Directory.EnumerateFiles(LocalPath("restore")).Select(Path.GetFileName));
+        }
+    }
+
+    [Fact]
+    public async Task TryLink_of_a_corrupt_object_throws_corrupt_and_leaves_no_file()
+    {
+        var local = LocalPath("source");
+        await File.WriteAllBytesAsync(local, RandomBytes(seed: 31, 100_000));
+        var stored = await _storage.UploadFileAsync(local, "job/shared/8.sst", CancellationToken.None);
+        await CorruptAsync("job/shared/8.sst");
+
+        if (OperatingSystem.IsLinux())
+        {
+            var error = await Assert.ThrowsAsync<CheckpointStorageCorruptException>(() => _storage.TryLinkFileAsync("job/shared/8.sst", LocalPath("restore/8.sst"), stored, CancellationToken.None));
+            Assert.Equal("job/shared/8.sst", error.Path);
+        }
+        else
+        {
+            // No hard links: the caller downloads, and the download verifies.
+            Assert.False(await _storage.TryLinkFileAsync("job/shared/8.sst", LocalPath("restore/8.sst"), stored, CancellationToken.None));
+        }
+
+        Assert.Empty(Directory.EnumerateFileSystemEntries(LocalPath("restore")));
+        await Assert.ThrowsAsync<CheckpointObjectNotFoundException>(() => _storage.TryLinkFileAsync("job/shared/missing.sst", LocalPath("restore/9.sst"), null, CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task TryLink_with_linking_switched_off_returns_false_and_leaves_no_file()
+    {
+        var storage = new FileSystemCheckpointStorage(Root) { LinkOnRestore = false };
+        var local = LocalPath("source");
+        await File.WriteAllBytesAsync(local, RandomBytes(seed: 32, 1000));
+        var stored = await storage.UploadFileAsync(local, "job/shared/1.sst", CancellationToken.None);
+
+        Assert.False(await storage.TryLinkFileAsync("job/shared/1.sst", LocalPath("restore/1.sst"), stored, CancellationToken.None));
+        Assert.False(File.Exists(LocalPath("restore/1.sst")));
+    }
+
     /// <summary>The link count and inode of a file, from GNU stat.</summary>
     private static async Task<(int Links, long Inode)> StatAsync(string path)
     {
