@@ -1,0 +1,317 @@
+using System.Globalization;
+using System.Runtime.ExceptionServices;
+using StreamGrains.Snapshots;
+using StreamGrains.State.RocksDb;
+using StreamGrains.State.Storage;
+
+namespace StreamGrains.State.Snapshots;
+
+/// <summary>
+/// Restores the keyed state of one key-group range from the handles of a snapshot taken with another parallelism, whose
+/// key-group ranges cut across it.
+/// </summary>
+/// <remarks>
+/// <para>Steps: (1) every handle is restored with <see cref="KeyedStateRestorer"/> at the same time — the base (the
+/// handle sharing the most key groups with the target) into the target directory, the others into the scratch directory
+/// — so downloads overlap and checksums are verified; (2) as each other handle arrives, its keys of the target range are
+/// exported by one bounded sequential scan per column family into SST files; (3) the base is opened and clipped to the
+/// target range (files entirely outside dropped, the rest covered by range deletions); (4) the exported files are
+/// ingested into the base, column family by column family; (5) the base is flushed and closed.</para>
+/// <para>No key is inserted one by one into the target: its sequence number grows by a handful of operations, not by
+/// the number of keys merged. A failed restore deletes the target directory, so that a half-merged instance can never be
+/// opened as if it were complete, and always deletes what it created in the scratch directory.</para>
+/// <para>The clipped ranges are not compacted here. Dropping the files entirely outside the range removes most of the
+/// clipped data at no cost; what remains lives in the few files that straddle a range bound, hidden by the range
+/// deletions, and goes with the instance's normal compactions. Compacting those ranges synchronously would make the
+/// subtask wait (the restore gate holds the whole job) for disk space that is reclaimed later anyway.</para>
+/// </remarks>
+public static class RescalingRestorer
+{
+    /// <summary>
+    /// Fills <paramref name="targetDirectory"/> with a RocksDB instance holding exactly the keys of
+    /// <paramref name="target"/> from <paramref name="handles"/>, in every column family of every handle.
+    /// </summary>
+    /// <param name="handles">Every handle of the snapshot whose key groups overlap <paramref name="target"/>; they must not overlap each other and must together cover it.</param>
+    /// <param name="target">The key groups of the restoring subtask.</param>
+    /// <param name="checkpointId">The checkpoint the handles belong to (reported in the progress).</param>
+    /// <param name="storage">The checkpoint storage holding the handles' files.</param>
+    /// <param name="targetDirectory">Where the instance ends up; replaced if it exists.</param>
+    /// <param name="scratchDirectory">Where the other handles are restored temporarily; what is created there is deleted before returning.</param>
+    /// <param name="resources">The resources whose options the backend opens instances with.</param>
+    /// <param name="progress">Receives the progress over all handles' files as they arrive, lastly with <see cref="RestoreProgress.Completed"/> set.</param>
+    /// <param name="cancellationToken">Cancels the restore.</param>
+    /// <returns>The final progress. When it returns, no RocksDB handle on <paramref name="targetDirectory"/> is open.</returns>
+    /// <exception cref="ArgumentException">When the handles are empty, do not overlap the target, overlap each other or leave key groups of the target uncovered.</exception>
+    /// <exception cref="CheckpointStorageException">When a file is missing or corrupt in storage.</exception>
+    public static async Task<RestoreProgress> RestoreAsync(
+        IReadOnlyList<KeyedStateHandle> handles,
+        KeyGroupRange target,
+        long checkpointId,
+        ICheckpointStorage storage,
+        string targetDirectory,
+        string scratchDirectory,
+        RocksDbResources resources,
+        IProgress<RestoreProgress>? progress,
+        CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(handles);
+        ArgumentNullException.ThrowIfNull(storage);
+        ArgumentException.ThrowIfNullOrEmpty(targetDirectory);
+        ArgumentException.ThrowIfNullOrEmpty(scratchDirectory);
+        ArgumentNullException.ThrowIfNull(resources);
+        Validate(handles, target);
+        if (handles.Count == 1 && handles[0].KeyGroups == target)
+        {
+            return await KeyedStateRestorer.RestoreAsync(handles[0], checkpointId, storage, targetDirectory, localCopy: null, progress, cancellationToken);
+        }
+
+        var baseIndex = 0;
+        for (var i = 1; i < handles.Count; i++)
+        {
+            if (handles[i].KeyGroups.Intersect(target).Count > handles[baseIndex].KeyGroups.Intersect(target).Count)
+            {
+                baseIndex = i;
+            }
+        }
+
+        var combined = new CombinedProgress(checkpointId, handles, progress);
+        var createdScratchRoot = !Directory.Exists(scratchDirectory);
+        var scratch = Path.Combine(scratchDirectory, $"rescale-{Guid.NewGuid():N}");
+        using var failed = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var baseRestore = KeyedStateRestorer.RestoreAsync(handles[baseIndex], checkpointId, storage, targetDirectory, localCopy: null, combined.Part(baseIndex), failed.Token);
+        var exports = new List<Task<HandleExport>>(handles.Count - 1);
+        for (var i = 0; i < handles.Count; i++)
+        {
+            if (i != baseIndex)
+            {
+                var directory = Path.Combine(scratch, i.ToString(CultureInfo.InvariantCulture));
+                exports.Add(CancelOthersOnFailureAsync(RestoreAndExportAsync(handles[i], i, target, checkpointId, storage, directory, resources, combined, failed.Token), failed));
+            }
+        }
+
+        try
+        {
+            combined.Done(baseIndex, await baseRestore);
+            var dbOptions = resources.CreateDbOptions();
+            var columnFamilyOptions = resources.CreateColumnFamilyOptions();
+            var columnFamilies = KeyGroupRangeOperations.ListColumnFamilies(dbOptions, targetDirectory);
+            using (var db = KeyGroupRangeOperations.Open(dbOptions, columnFamilyOptions, targetDirectory, columnFamilies, readOnly: false))
+            {
+                KeyGroupRangeOperations.Clip(db, columnFamilies, target);
+                var exported = await Task.WhenAll(exports);
+                foreach (var export in exported)
+                {
+                    combined.Done(export.Index, export.Restored);
+                }
+
+                KeyGroupRangeOperations.Ingest(db, exported.SelectMany(static e => e.ColumnFamilies), columnFamilyOptions);
+
+                // The range deletions were written without WAL: flush them, so the directory is complete whatever the
+                // next opener's options are.
+                var flush = new RocksDbSharp.FlushOptions().SetWaitForFlush(true);
+                db.Flush(flush);
+                GC.KeepAlive(flush);
+            }
+
+            GC.KeepAlive(dbOptions);
+            GC.KeepAlive(columnFamilyOptions);
+        }
+        catch (Exception ex)
+        {
+            await failed.CancelAsync();
+            var all = exports.Append<Task>(baseRestore).ToArray();
+            await Task.WhenAll(all.Select(static t => t.ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default)));
+            DeleteIfExists(targetDirectory);
+
+            // When one handle failed, the others were cancelled: report the failure, not a cancellation it caused.
+            if (ex is OperationCanceledException && !cancellationToken.IsCancellationRequested
+                && all.Select(static t => t.Exception?.InnerException).FirstOrDefault(static e => e is not null and not OperationCanceledException) is { } cause)
+            {
+                ExceptionDispatchInfo.Throw(cause);
+            }
+
+            throw;
+        }
+        finally
+        {
+            DeleteIfExists(scratch);
+            if (createdScratchRoot && Directory.Exists(scratchDirectory) && !Directory.EnumerateFileSystemEntries(scratchDirectory).Any())
+            {
+                Directory.Delete(scratchDirectory);
+            }
+        }
+
+        return combined.Finish();
+    }
+
+    private static async Task<T> CancelOthersOnFailureAsync<T>(Task<T> task, CancellationTokenSource others)
+    {
+        try
+        {
+            return await task;
+        }
+        catch
+        {
+            await others.CancelAsync();
+            throw;
+        }
+    }
+
+    private static async Task<HandleExport> RestoreAndExportAsync(
+        KeyedStateHandle handle,
+        int index,
+        KeyGroupRange target,
+        long checkpointId,
+        ICheckpointStorage storage,
+        string directory,
+        RocksDbResources resources,
+        CombinedProgress progress,
+        CancellationToken cancellationToken)
+    {
+        var restoredDirectory = Path.Combine(directory, "db");
+        var restored = await KeyedStateRestorer.RestoreAsync(handle, checkpointId, storage, restoredDirectory, localCopy: null, progress.Part(index), cancellationToken);
+        var columnFamilies = await Task.Run(
+            () =>
+            {
+                var dbOptions = resources.CreateDbOptions();
+                var columnFamilyOptions = resources.CreateColumnFamilyOptions();
+                var names = KeyGroupRangeOperations.ListColumnFamilies(dbOptions, restoredDirectory);
+                using var db = KeyGroupRangeOperations.Open(dbOptions, columnFamilyOptions, restoredDirectory, names, readOnly: true);
+                var result = KeyGroupRangeOperations.Export(db, names, handle.KeyGroups.Intersect(target), Path.Combine(directory, "sst"), columnFamilyOptions, cancellationToken);
+                GC.KeepAlive(dbOptions);
+                return result;
+            },
+            cancellationToken);
+
+        // Only the exported files are needed from here on: free the disk space of the restored copy now.
+        Directory.Delete(restoredDirectory, recursive: true);
+        return new HandleExport(index, restored, columnFamilies);
+    }
+
+    private static void Validate(IReadOnlyList<KeyedStateHandle> handles, KeyGroupRange target)
+    {
+        if (target.IsEmpty)
+        {
+            throw new ArgumentException("The target key-group range is empty; a subtask always owns at least one key group.", nameof(target));
+        }
+
+        if (handles.Count == 0)
+        {
+            throw new ArgumentException($"No state handle was given for key groups {target}; pass every handle of the snapshot that overlaps them.", nameof(handles));
+        }
+
+        for (var i = 0; i < handles.Count; i++)
+        {
+            var handle = handles[i] ?? throw new ArgumentException($"State handle {i} is null.", nameof(handles));
+            if (handle.KeyGroups.Intersect(target).IsEmpty)
+            {
+                throw new ArgumentException($"State handle {i} covers key groups {handle.KeyGroups}, which do not overlap the target {target}.", nameof(handles));
+            }
+        }
+
+        var sorted = handles.Select(static (h, i) => (h.KeyGroups, Index: i)).OrderBy(static h => h.KeyGroups.Start).ToArray();
+        var covered = target.Start;
+        for (var i = 0; i < sorted.Length; i++)
+        {
+            var (range, index) = sorted[i];
+            if (i > 0 && !range.Intersect(sorted[i - 1].KeyGroups).IsEmpty)
+            {
+                throw new ArgumentException(
+                    $"State handles {sorted[i - 1].Index} {sorted[i - 1].KeyGroups} and {index} {range} overlap in key groups {range.Intersect(sorted[i - 1].KeyGroups)}; the handles of one operator in one snapshot own disjoint key groups.",
+                    nameof(handles));
+            }
+
+            if (range.Start > covered)
+            {
+                throw new ArgumentException($"Key groups {new KeyGroupRange(covered, range.Start - 1)} of the target {target} are in no state handle; their state would be lost.", nameof(handles));
+            }
+
+            covered = Math.Max(covered, range.EndExclusive);
+        }
+
+        if (covered <= target.End)
+        {
+            throw new ArgumentException($"Key groups {new KeyGroupRange(covered, target.End)} of the target {target} are in no state handle; their state would be lost.", nameof(handles));
+        }
+    }
+
+    private static void DeleteIfExists(string directory)
+    {
+        if (Directory.Exists(directory))
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    private sealed record HandleExport(int Index, RestoreProgress Restored, IReadOnlyList<ExportedColumnFamily> ColumnFamilies);
+
+    /// <summary>The progress of all handles' restores as one: totals over every handle, counts summed over the parts.</summary>
+    private sealed class CombinedProgress(long checkpointId, IReadOnlyList<KeyedStateHandle> handles, IProgress<RestoreProgress>? sink)
+    {
+        private readonly Lock _lock = new();
+        private readonly RestoreProgress?[] _parts = new RestoreProgress?[handles.Count];
+        private readonly int _filesTotal = handles.Sum(static h => h.Files.Count);
+        private readonly long _bytesTotal = handles.Sum(static h => h.FullSize);
+
+        public IProgress<RestoreProgress> Part(int index) => new PartSink(this, index);
+
+        /// <summary>Records the final progress of one handle's restore.</summary>
+        public void Done(int index, RestoreProgress final) => Update(index, final);
+
+        public RestoreProgress Finish()
+        {
+            lock (_lock)
+            {
+                var final = Current(completed: true);
+                sink?.Report(final);
+                return final;
+            }
+        }
+
+        private void Update(int index, RestoreProgress part)
+        {
+            // Reported under the lock, so that the sink sees counts that never go back even when several handles' files
+            // arrive at once; a part's reports may themselves arrive out of order, hence the comparison.
+            lock (_lock)
+            {
+                if (_parts[index] is { } known && known.FilesDone > part.FilesDone)
+                {
+                    return;
+                }
+
+                _parts[index] = part with { Completed = false };
+                sink?.Report(Current(completed: false));
+            }
+        }
+
+        private RestoreProgress Current(bool completed)
+        {
+            int files = 0;
+            long bytes = 0, downloaded = 0, linked = 0;
+            foreach (var part in _parts)
+            {
+                files += part?.FilesDone ?? 0;
+                bytes += part?.BytesDone ?? 0;
+                downloaded += part?.BytesDownloaded ?? 0;
+                linked += part?.BytesLinked ?? 0;
+            }
+
+            return new RestoreProgress
+            {
+                CheckpointId = checkpointId,
+                FilesDone = files,
+                FilesTotal = _filesTotal,
+                BytesDone = bytes,
+                BytesTotal = _bytesTotal,
+                BytesDownloaded = downloaded,
+                BytesLinked = linked,
+                Completed = completed,
+            };
+        }
+
+        private sealed class PartSink(CombinedProgress owner, int index) : IProgress<RestoreProgress>
+        {
+            public void Report(RestoreProgress value) => owner.Update(index, value);
+        }
+    }
+}
