@@ -34,6 +34,9 @@ public sealed record JobSpec
     /// <summary>Whether state of operators that no longer exist may be dropped on restore.</summary>
     [Id(6)] public bool AllowNonRestoredState { get; init; }
 
+    /// <summary>Who owns the files of <see cref="RestoreFrom"/>: NoClaim (default) leaves them to the user, Claim hands them to the job.</summary>
+    [Id(10)] public Snapshots.RestoreMode RestoreMode { get; init; }
+
     /// <summary>Data-plane settings (batch size, credits, flush interval).</summary>
     [Id(7)] public ChannelSettings Channels { get; init; } = ChannelSettings.Default;
 

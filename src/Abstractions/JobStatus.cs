@@ -226,6 +226,12 @@ public sealed record JobStatus
     /// <summary>The checkpoint the current attempt restored from, if any.</summary>
     [Id(13)] public string? RestoredFrom { get; init; }
 
+    /// <summary>The latest savepoint of the job (in progress, completed or failed).</summary>
+    [Id(14)] public Snapshots.SavepointStatus? LatestSavepoint { get; init; }
+
+    /// <summary>The savepoint the job was stopped with, when it ended by stop-with-savepoint.</summary>
+    [Id(15)] public string? FinalSavepoint { get; init; }
+
     /// <summary>Records read by all sources so far.</summary>
     public long SourceRecords => Subtasks.Where(static s => s.IsSource).Sum(static s => s.RecordsIn);
 

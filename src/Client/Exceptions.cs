@@ -37,3 +37,14 @@ public sealed class JobFailedException(JobStatus status)
 
 /// <summary>The client could not reach the cluster.</summary>
 public sealed class ClusterConnectionException(string message, Exception innerException) : Exception(message, innerException);
+
+/// <summary>A savepoint failed (the job keeps running unless it was already ending); <see cref="Exception.Message"/> says why.</summary>
+public sealed class SavepointFailedException(JobId jobId, Snapshots.SavepointStatus status)
+    : Exception($"The savepoint of job '{jobId}' failed: {status.FailureMessage}")
+{
+    /// <summary>The job.</summary>
+    public JobId JobId { get; } = jobId;
+
+    /// <summary>The savepoint's final status.</summary>
+    public Snapshots.SavepointStatus Status { get; } = status;
+}

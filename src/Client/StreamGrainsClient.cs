@@ -186,6 +186,99 @@ public sealed class StreamGrainsClient : IAsyncDisposable
         return stats;
     }
 
+    /// <summary>
+    /// Takes a savepoint and waits for it to end, reporting progress (snapshot, then files copied) to
+    /// <paramref name="progress"/>. With <see cref="Snapshots.SavepointRequest.Then"/> the job stops or is cancelled after
+    /// it; then this also waits until the job has ended.
+    /// </summary>
+    /// <returns>The completed savepoint; <see cref="Snapshots.SavepointStatus.Directory"/> is what <see cref="JobSpec.RestoreFrom"/> takes.</returns>
+    /// <exception cref="SavepointFailedException">The savepoint failed; the job keeps running.</exception>
+    /// <exception cref="InvalidOperationException">The job is not running, has checkpointing off, or already takes a savepoint.</exception>
+    /// <exception cref="TimeoutException">The savepoint did not end within <paramref name="timeout"/>.</exception>
+    public async Task<Snapshots.SavepointStatus> TriggerSavepointAsync(JobId jobId, Snapshots.SavepointRequest request, TimeSpan timeout, IProgress<Snapshots.SavepointStatus>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        _ = await GetStatusAsync(jobId, refreshSubtasks: false, cancellationToken);
+        var deadline = DateTimeOffset.UtcNow + timeout;
+        var status = await Job(jobId).TriggerSavepoint(request, TimeSpan.FromSeconds(1)).WaitAsync(cancellationToken);
+        progress?.Report(status);
+        while (!status.IsDone)
+        {
+            if (DateTimeOffset.UtcNow >= deadline)
+            {
+                throw new TimeoutException($"The savepoint of job {jobId} is still in progress after {timeout}: {status}.");
+            }
+
+            // Short waits so that progress is reported about once a second.
+            status = await Job(jobId).WaitForSavepoint(status.CheckpointId, CheckpointPollWait(deadline) < TimeSpan.FromSeconds(1) ? CheckpointPollWait(deadline) : TimeSpan.FromSeconds(1)).WaitAsync(cancellationToken);
+            progress?.Report(status);
+        }
+
+        if (status.Phase == Snapshots.SavepointPhase.Failed)
+        {
+            throw new SavepointFailedException(jobId, status);
+        }
+
+        if (request.Then != Snapshots.SavepointThen.KeepRunning)
+        {
+            var remaining = deadline - DateTimeOffset.UtcNow;
+            await WaitForAsync(jobId, static s => s.State.IsTerminal(), remaining > TimeSpan.FromSeconds(30) ? remaining : TimeSpan.FromSeconds(30), cancellationToken);
+        }
+
+        return status;
+    }
+
+    /// <summary>Stop with savepoint: sources stop, in-flight records drain, the state is saved and the job ends.</summary>
+    /// <exception cref="SavepointFailedException">The savepoint failed; the job keeps running and the exception says why.</exception>
+    public Task<Snapshots.SavepointStatus> StopWithSavepointAsync(JobId jobId, TimeSpan timeout, Snapshots.SavepointFormat format = Snapshots.SavepointFormat.Native, string? directory = null, IProgress<Snapshots.SavepointStatus>? progress = null, CancellationToken cancellationToken = default) =>
+        TriggerSavepointAsync(jobId, new Snapshots.SavepointRequest { Format = format, Directory = directory, Then = Snapshots.SavepointThen.Stop }, timeout, progress, cancellationToken);
+
+    /// <summary>Cancel with savepoint: the job is cancelled once the savepoint is complete.</summary>
+    /// <exception cref="SavepointFailedException">The savepoint failed; the job keeps running.</exception>
+    public Task<Snapshots.SavepointStatus> CancelWithSavepointAsync(JobId jobId, TimeSpan timeout, Snapshots.SavepointFormat format = Snapshots.SavepointFormat.Native, string? directory = null, IProgress<Snapshots.SavepointStatus>? progress = null, CancellationToken cancellationToken = default) =>
+        TriggerSavepointAsync(jobId, new Snapshots.SavepointRequest { Format = format, Directory = directory, Then = Snapshots.SavepointThen.Cancel }, timeout, progress, cancellationToken);
+
+    /// <summary>The savepoints in checkpoint storage under <c>savepoints/</c> (of one job when given), newest first.</summary>
+    public Task<IReadOnlyList<Snapshots.SavepointInfo>> ListSavepointsAsync(JobId? jobId = null, CancellationToken cancellationToken = default) =>
+        Grains.GetGrain<ISavepointStoreGrain>("savepoints").List(jobId?.Value).WaitAsync(cancellationToken);
+
+    /// <summary>Deletes a savepoint (its manifest first, then its files).</summary>
+    /// <exception cref="InvalidOperationException">There is no savepoint in <paramref name="directory"/>.</exception>
+    public Task DisposeSavepointAsync(string directory, CancellationToken cancellationToken = default) =>
+        Grains.GetGrain<ISavepointStoreGrain>("savepoints").Dispose(directory).WaitAsync(cancellationToken);
+
+    /// <summary>
+    /// Redeploys a running job as <paramref name="newSpec"/> (another parallelism, changed code or topology): stops it
+    /// with a savepoint and submits <paramref name="newSpec"/> restoring from it. When the savepoint fails the job keeps
+    /// running and <see cref="SavepointFailedException"/> says why — unless
+    /// <see cref="UpgradeOptions.FallBackToLatestCheckpoint"/> is set: then the job is cancelled keeping its checkpoints
+    /// and the new one restores from its latest completed checkpoint.
+    /// </summary>
+    /// <returns>The new job's id and what it restored from.</returns>
+    public async Task<UpgradeResult> UpgradeAsync(JobId jobId, JobSpec newSpec, UpgradeOptions? options = null, IProgress<Snapshots.SavepointStatus>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(newSpec);
+        options ??= new UpgradeOptions();
+        string restoreFrom;
+        string? warning = null;
+        try
+        {
+            var savepoint = await StopWithSavepointAsync(jobId, options.Timeout, options.Format, options.Directory, progress, cancellationToken);
+            restoreFrom = savepoint.Directory;
+        }
+        catch (SavepointFailedException ex) when (options.FallBackToLatestCheckpoint)
+        {
+            var status = await GetStatusAsync(jobId, refreshSubtasks: false, cancellationToken);
+            var latest = status.LatestCheckpoint?.ManifestPath ?? throw new InvalidOperationException($"Job {jobId} could not be stopped with a savepoint ({ex.Message}) and has no completed checkpoint to fall back to; it keeps running.", ex);
+            await Job(jobId).CancelKeepingCheckpoints().WaitAsync(cancellationToken);
+            restoreFrom = latest;
+            warning = $"The savepoint failed ({ex.Status.FailureMessage}); the job was cancelled and the new one restores from its latest checkpoint {latest}, so records after that checkpoint are processed again. The old job's checkpoints are kept; delete them when they are no longer needed.";
+        }
+
+        var id = await SubmitAsync(newSpec with { RestoreFrom = restoreFrom, JobId = newSpec.JobId == jobId ? null : newSpec.JobId }, cancellationToken);
+        return new UpgradeResult(id, restoreFrom, warning);
+    }
+
     private static TimeSpan CheckpointPollWait(DateTimeOffset deadline)
     {
         var remaining = deadline - DateTimeOffset.UtcNow;
@@ -232,3 +325,25 @@ public sealed class StreamGrainsClient : IAsyncDisposable
 
     private IJobGrain Job(JobId jobId) => Grains.GetGrain<IJobGrain>(jobId.Value);
 }
+
+/// <summary>How <see cref="StreamGrainsClient.UpgradeAsync"/> redeploys a job.</summary>
+public sealed record UpgradeOptions
+{
+    /// <summary>Format of the savepoint to stop with. Default native.</summary>
+    public Snapshots.SavepointFormat Format { get; init; } = Snapshots.SavepointFormat.Native;
+
+    /// <summary>When the savepoint fails, cancel the job and restore from its latest completed checkpoint instead of keeping it running.</summary>
+    public bool FallBackToLatestCheckpoint { get; init; }
+
+    /// <summary>Directory of the savepoint; the default location under <c>savepoints/</c> when null.</summary>
+    public string? Directory { get; init; }
+
+    /// <summary>How long the savepoint may take. Default 30 minutes.</summary>
+    public TimeSpan Timeout { get; init; } = TimeSpan.FromMinutes(30);
+}
+
+/// <summary>The outcome of an upgrade.</summary>
+/// <param name="JobId">The new job.</param>
+/// <param name="RestoredFrom">The savepoint (or, after a fallback, the checkpoint) it restores from.</param>
+/// <param name="Warning">Set when the upgrade fell back to the latest checkpoint.</param>
+public sealed record UpgradeResult(JobId JobId, string RestoredFrom, string? Warning);

@@ -43,6 +43,35 @@ public interface IJobGrain : IGrainWithStringKey
 
     /// <summary>Waits up to <paramref name="maxWait"/> for checkpoint <paramref name="checkpointId"/> to end and returns its statistics.</summary>
     Task<Snapshots.CheckpointStats> WaitForCheckpoint(long checkpointId, TimeSpan maxWait);
+
+    /// <summary>
+    /// Starts a savepoint (and, with <see cref="Snapshots.SavepointRequest.Then"/>, a stop or cancel after it) and waits up
+    /// to <paramref name="maxWait"/>; the status is in progress when it has not ended by then.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The job is not running, has checkpointing off, or already takes a savepoint.</exception>
+    Task<Snapshots.SavepointStatus> TriggerSavepoint(Snapshots.SavepointRequest request, TimeSpan maxWait);
+
+    /// <summary>Waits up to <paramref name="maxWait"/> for the savepoint taken as checkpoint <paramref name="checkpointId"/> to end.</summary>
+    Task<Snapshots.SavepointStatus> WaitForSavepoint(long checkpointId, TimeSpan maxWait);
+
+    /// <summary>The coordinator completed a savepoint after which the job stops or is cancelled.</summary>
+    [OneWay]
+    Task OnSavepointCompleted(int attempt, Snapshots.SavepointStatus savepoint);
+
+    /// <summary>Cancels the job keeping its retained checkpoints whatever its settings (an upgrade falling back to its latest checkpoint).</summary>
+    Task<JobStatus?> CancelKeepingCheckpoints();
+}
+
+/// <summary>Savepoints in checkpoint storage, whatever job took them.</summary>
+/// <remarks>Stateless; any key.</remarks>
+public interface ISavepointStoreGrain : IGrainWithStringKey
+{
+    /// <summary>The savepoints under <c>savepoints/</c> (of <paramref name="jobId"/> only, when given), newest first.</summary>
+    Task<IReadOnlyList<Snapshots.SavepointInfo>> List(string? jobId);
+
+    /// <summary>Deletes the savepoint in <paramref name="directory"/> and every file in it.</summary>
+    /// <exception cref="InvalidOperationException">There is no savepoint manifest in that directory.</exception>
+    Task Dispose(string directory);
 }
 
 /// <summary>Runs the checkpoints of one job: triggers sources, collects acknowledgements, writes manifests, retains and cleans up.</summary>
@@ -80,6 +109,15 @@ public interface ICheckpointCoordinatorGrain : IGrainWithStringKey
 
     /// <summary>Deletes every checkpoint of the job (when it ends and checkpoints are not retained).</summary>
     Task DeleteAll();
+
+    /// <summary>Takes a savepoint in <paramref name="attempt"/> and waits up to <paramref name="maxWait"/> for it to end.</summary>
+    Task<Snapshots.SavepointStatus> TriggerSavepoint(int attempt, Snapshots.SavepointRequest request, TimeSpan maxWait);
+
+    /// <summary>Waits up to <paramref name="maxWait"/> for the savepoint taken as checkpoint <paramref name="checkpointId"/> to end.</summary>
+    Task<Snapshots.SavepointStatus> WaitForSavepoint(long checkpointId, TimeSpan maxWait);
+
+    /// <summary>The latest savepoint of this activation, if any.</summary>
+    Task<Snapshots.SavepointStatus?> GetLatestSavepoint();
 }
 
 /// <summary>One subtask: one parallel instance of a chain of operators.</summary>
@@ -115,6 +153,13 @@ public interface ISubtaskGrain : IGrainWithStringKey
     /// <summary>Checkpoint <paramref name="checkpointId"/> was aborted.</summary>
     [OneWay]
     Task NotifyCheckpointAborted(long checkpointId);
+
+    /// <summary>Tells the subtask, before the barrier of <paramref name="checkpointId"/> can reach it, what kind of snapshot it is.</summary>
+    Task PrepareSnapshot(long checkpointId, Snapshots.SnapshotOptions options);
+
+    /// <summary>A stop-with-savepoint at <paramref name="checkpointId"/> failed after the snapshot: processing resumes.</summary>
+    [OneWay]
+    Task ResumeAfterSavepoint(long checkpointId);
 }
 
 /// <summary>Holds what a collect sink received, for tests and the demo to read back.</summary>

@@ -110,8 +110,11 @@ public sealed record SubtaskRestore
     /// <summary>Path of the manifest.</summary>
     [Id(1)] public required string ManifestPath { get; init; }
 
-    /// <summary>The state of each operator of the subtask that has any, by Uid.</summary>
-    [Id(2)] public required IReadOnlyDictionary<string, Snapshots.OperatorSubtaskState> Operators { get; init; }
+    /// <summary>
+    /// The state of each operator of the subtask that has any, by Uid: the snapshot's subtask entries whose keyed state
+    /// overlaps this subtask's key groups (one, with the same key groups, when the parallelism is unchanged).
+    /// </summary>
+    [Id(2)] public required IReadOnlyDictionary<string, IReadOnlyList<Snapshots.OperatorSubtaskState>> Operators { get; init; }
 
     /// <summary>
     /// Whether the job owns the restored files (a failover restoring its own checkpoint): then later checkpoints

@@ -50,6 +50,24 @@ public sealed record OperatorSubtaskState
 
     /// <summary>Source splits with their positions, for sources.</summary>
     [Id(2)] public IReadOnlyList<SourceSplit>? SourceSplits { get; init; }
+
+    /// <summary>Keyed state in the canonical savepoint format (one file), for keyed operators of a canonical savepoint.</summary>
+    [Id(3)] public CanonicalStateHandle? CanonicalState { get; init; }
+
+    /// <summary>The key groups this entry's keyed state covers, native or canonical; null without keyed state.</summary>
+    [JsonIgnore]
+    public KeyGroupRange? KeyGroups => KeyedState?.KeyGroups ?? CanonicalState?.KeyGroups;
+}
+
+/// <summary>The keyed state of one operator in one subtask as one canonical state file (docs/formats.md).</summary>
+[GenerateSerializer, Immutable]
+public sealed record CanonicalStateHandle
+{
+    /// <summary>Key groups the file covers.</summary>
+    [Id(0)] public required KeyGroupRange KeyGroups { get; init; }
+
+    /// <summary>The file.</summary>
+    [Id(1)] public required StateFile File { get; init; }
 }
 
 /// <summary>The state of one operator over all its subtasks.</summary>
@@ -85,7 +103,7 @@ public enum SnapshotKind : byte
 public sealed record CheckpointManifest
 {
     /// <summary>The version of this format this code writes.</summary>
-    public const int CurrentFormatVersion = 1;
+    public const int CurrentFormatVersion = 2;
 
     /// <summary>Version of the manifest format.</summary>
     [Id(0)] public int FormatVersion { get; init; } = CurrentFormatVersion;
@@ -117,6 +135,33 @@ public sealed record CheckpointManifest
     /// <summary>State of every operator that has state, by Uid.</summary>
     [Id(9)] public required IReadOnlyList<OperatorState> Operators { get; init; }
 
+    /// <summary>Native or canonical (savepoints; checkpoints are native).</summary>
+    [Id(10)] public SavepointFormat Format { get; init; } = SavepointFormat.Native;
+
     /// <summary>Every file the snapshot references.</summary>
-    public IEnumerable<StateFile> Files() => Operators.SelectMany(static o => o.Subtasks).SelectMany(static s => s.KeyedState?.Files ?? []);
+    public IEnumerable<StateFile> Files() => Operators.SelectMany(static o => o.Subtasks).SelectMany(static s => (s.KeyedState?.Files ?? []).Concat(s.CanonicalState is { } canonical ? [canonical.File] : []));
+
+    /// <summary>
+    /// This manifest with every file path resolved against the storage root: a savepoint's paths are relative to its
+    /// <paramref name="directory"/> (so it can be moved), a checkpoint's are already relative to the root.
+    /// </summary>
+    public CheckpointManifest Resolve(string directory) => Kind == SnapshotKind.Savepoint ? MapFilePaths(path => $"{directory}/{path}") : this;
+
+    /// <summary>This manifest with <paramref name="map"/> applied to the path of every file.</summary>
+    public CheckpointManifest MapFilePaths(Func<string, string> map)
+    {
+        ArgumentNullException.ThrowIfNull(map);
+        StateFile Relocate(StateFile file) => file with { Path = map(file.Path) };
+        return this with
+        {
+            Operators = Operators.Select(o => o with
+            {
+                Subtasks = o.Subtasks.Select(s => s with
+                {
+                    KeyedState = s.KeyedState is { } keyed ? keyed with { Files = keyed.Files.Select(Relocate).ToArray() } : null,
+                    CanonicalState = s.CanonicalState is { } canonical ? canonical with { File = Relocate(canonical.File) } : null,
+                }).ToArray(),
+            }).ToArray(),
+        };
+    }
 }
