@@ -37,6 +37,13 @@ public static class SnapshotLayout
         return long.TryParse(number, NumberStyles.None, CultureInfo.InvariantCulture, out var id) ? id : null;
     }
 
+    /// <summary>The directory of a manifest path (empty for a manifest at the storage root).</summary>
+    public static string DirectoryOfManifest(string manifestPath)
+    {
+        var slash = manifestPath.LastIndexOf('/');
+        return slash < 0 ? string.Empty : manifestPath[..slash];
+    }
+
     /// <summary>
     /// The manifest path a user gave in <see cref="JobSpec.RestoreFrom"/>: the manifest itself or its directory.
     /// </summary>
