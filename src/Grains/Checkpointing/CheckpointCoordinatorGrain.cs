@@ -39,6 +39,7 @@ internal sealed class CheckpointCoordinatorGrain(ICheckpointStorage storage, Tim
     private int _attempt;
     private bool _sourcesFinished;
     private DateTimeOffset _lastCompletedAt = DateTimeOffset.MinValue;
+    private SavepointRun? _savepoint;
 
     private string JobId => this.GetPrimaryKeyString();
 
@@ -177,6 +178,139 @@ internal sealed class CheckpointCoordinatorGrain(ICheckpointStorage storage, Tim
         await Cleaner.DeletePrefixAsync(SnapshotLayout.SharedDirectory(JobId));
     }
 
+    public async Task<SavepointStatus> TriggerSavepoint(int attempt, SavepointRequest request, TimeSpan maxWait)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        if (_start is null || attempt != _attempt)
+        {
+            throw new InvalidOperationException($"Attempt {attempt} of job {JobId} is not running checkpoints.");
+        }
+
+        if (_savepoint is { Status.IsDone: false } running)
+        {
+            throw new InvalidOperationException($"Job {JobId} is already taking a savepoint (checkpoint {running.CheckpointId}); wait for it to end.");
+        }
+
+        if (_sourcesFinished)
+        {
+            throw new InvalidOperationException($"Job {JobId} cannot take a savepoint: some sources have finished.");
+        }
+
+        var id = _nextId++;
+        var directory = request.Directory is { } requested ? requested.Trim().Trim('/') : SavepointBuilder.DefaultDirectory(JobId, id);
+        try
+        {
+            if (await storage.ExistsAsync($"{directory}/{SnapshotLayout.ManifestFileName}", CancellationToken.None))
+            {
+                throw new InvalidOperationException($"There already is a savepoint or checkpoint in '{directory}'; choose another directory.");
+            }
+        }
+        catch (ArgumentException ex)
+        {
+            throw new InvalidOperationException($"'{request.Directory}' is not a valid savepoint directory: {ex.Message}", ex);
+        }
+
+        var run = new SavepointRun(id, attempt, request, directory, time.GetUtcNow());
+        _savepoint = run;
+        _ = RunSavepointAsync(run);
+        return await WaitAsync(run, maxWait);
+    }
+
+    public async Task<SavepointStatus> WaitForSavepoint(long checkpointId, TimeSpan maxWait)
+    {
+        if (_savepoint is not { } run || run.CheckpointId != checkpointId)
+        {
+            throw new InvalidOperationException($"Job {JobId} has no record of a savepoint taken as checkpoint {checkpointId}.");
+        }
+
+        return await WaitAsync(run, maxWait);
+    }
+
+    public Task<SavepointStatus?> GetLatestSavepoint() => Task.FromResult(_savepoint?.Current(time.GetUtcNow()));
+
+    private async Task<SavepointStatus> WaitAsync(SavepointRun run, TimeSpan maxWait)
+    {
+        try
+        {
+            return await run.Done.WaitAsync(maxWait);
+        }
+        catch (TimeoutException)
+        {
+            return run.Current(time.GetUtcNow());
+        }
+    }
+
+    /// <summary>
+    /// A savepoint: waits for a pending checkpoint to end, tells every subtask what kind of snapshot comes, triggers it
+    /// like a checkpoint, then makes the savepoint directory self-contained (native: copies inside storage; canonical: the
+    /// subtasks wrote there already) and writes its manifest last.
+    /// </summary>
+    private async Task RunSavepointAsync(SavepointRun run)
+    {
+        var snapshotted = false;
+        try
+        {
+            run.Triggering = true;
+            while (_pending is { } earlier)
+            {
+                await earlier.Outcome;
+            }
+
+            if (_start is not { } start || start.Attempt != run.Attempt)
+            {
+                throw new SavepointFailedException($"attempt {run.Attempt} ended before the savepoint started");
+            }
+
+            var options = new SnapshotOptions
+            {
+                Format = run.Request.Format,
+                SavepointDirectory = run.Request.Format == SavepointFormat.Canonical ? run.Directory : null,
+                Stop = run.Request.Then == SavepointThen.Stop,
+            };
+            await Task.WhenAll(start.Subtasks.Select(s => GrainFactory.GetGrain<ISubtaskGrain>(s.GrainKey).PrepareSnapshot(run.CheckpointId, options)));
+            run.Triggering = false;
+            var pending = await TriggerAsync(options, run.CheckpointId);
+            if (pending is null || pending.CheckpointId != run.CheckpointId)
+            {
+                throw new SavepointFailedException(_sourcesFinished ? "some sources have finished" : "the checkpoint could not be triggered");
+            }
+
+            var stats = await pending.Outcome;
+            if (stats.Outcome != CheckpointOutcome.Completed || pending.Manifest is not { } manifest)
+            {
+                throw new SavepointFailedException($"its checkpoint {run.CheckpointId} was aborted: {stats.FailureMessage}");
+            }
+
+            snapshotted = true;
+            run.Snapshotted(stats, manifest.Files().Select(static f => f.Path).Distinct(StringComparer.Ordinal).Count());
+            var written = run.Request.Format == SavepointFormat.Native
+                ? await SavepointBuilder.BuildNativeAsync(storage, manifest, run.Directory, new InlineProgress(run.Copied), CancellationToken.None)
+                : await SavepointBuilder.WriteCanonicalAsync(storage, manifest, run.Directory, CancellationToken.None);
+            var status = run.Complete(time.GetUtcNow(), written.Files().Sum(static f => f.Length));
+            logger.LogInformation("Job {Job}: {Savepoint}", JobId, status);
+            if (run.Request.Then != SavepointThen.KeepRunning)
+            {
+                _ = GrainFactory.GetGrain<IJobGrain>(JobId).OnSavepointCompleted(run.Attempt, status);
+            }
+        }
+        catch (Exception ex)
+        {
+            run.Triggering = false;
+            var message = ex is SavepointFailedException ? ex.Message : $"{ex.GetType().Name}: {ex.Message}";
+            var status = run.Fail(time.GetUtcNow(), message);
+            logger.LogWarning("Job {Job}: {Savepoint}", JobId, status);
+            await Cleaner.DeletePrefixAsync(run.Directory);
+            if (snapshotted && run.Request.Then == SavepointThen.Stop && _start is { } start && start.Attempt == run.Attempt)
+            {
+                // The snapshot completed, so no abort reached the subtasks: resume them explicitly.
+                foreach (var subtask in start.Subtasks)
+                {
+                    _ = GrainFactory.GetGrain<ISubtaskGrain>(subtask.GrainKey).ResumeAfterSavepoint(run.CheckpointId);
+                }
+            }
+        }
+    }
+
     private async Task OnTimerAsync()
     {
         if (_pending is not null || _start is null || _sourcesFinished)
@@ -192,14 +326,14 @@ internal sealed class CheckpointCoordinatorGrain(ICheckpointStorage storage, Tim
         await TriggerAsync();
     }
 
-    private async Task<PendingCheckpoint?> TriggerAsync()
+    private async Task<PendingCheckpoint?> TriggerAsync(SnapshotOptions? options = null, long? checkpointId = null)
     {
-        if (_start is not { } start || _pending is not null || _sourcesFinished)
+        if (_start is not { } start || _pending is not null || _sourcesFinished || _savepoint is { Triggering: true })
         {
             return _pending;
         }
 
-        var pending = new PendingCheckpoint(_nextId++, start.Attempt, time.GetUtcNow(), start.Subtasks);
+        var pending = new PendingCheckpoint(checkpointId ?? _nextId++, start.Attempt, time.GetUtcNow(), start.Subtasks, options);
         _pending = pending;
         _stats.Report(pending.Stats(CheckpointOutcome.InProgress, time.GetUtcNow()));
         _ = TimeoutAsync(pending, start.Spec.Checkpointing.Timeout);
@@ -242,6 +376,14 @@ internal sealed class CheckpointCoordinatorGrain(ICheckpointStorage storage, Tim
     {
         var start = _start!;
         var manifest = pending.BuildManifest(start.Spec, _plan!, time.GetUtcNow());
+        pending.Manifest = manifest;
+        if (pending.Options.Format == SavepointFormat.Canonical)
+        {
+            // The state of a canonical savepoint is in its own directory and cannot serve a failover: no checkpoint manifest.
+            CompleteCanonical(pending, start);
+            return;
+        }
+
         var path = SnapshotLayout.ManifestPath(JobId, pending.CheckpointId);
         try
         {
@@ -277,6 +419,19 @@ internal sealed class CheckpointCoordinatorGrain(ICheckpointStorage storage, Tim
         foreach (var old in subsumed)
         {
             await Cleaner.DeleteCheckpointAsync(JobId, old, unreferenced);
+        }
+    }
+
+    private void CompleteCanonical(PendingCheckpoint pending, CoordinatorStart start)
+    {
+        _pending = null;
+        pending.Timeout.Cancel();
+        var stats = pending.Stats(CheckpointOutcome.Completed, time.GetUtcNow());
+        _stats.Report(stats);
+        pending.Resolve(stats);
+        foreach (var subtask in start.Subtasks)
+        {
+            _ = GrainFactory.GetGrain<ISubtaskGrain>(subtask.GrainKey).NotifyCheckpointComplete(pending.CheckpointId);
         }
     }
 

@@ -5,7 +5,7 @@ using StreamGrains.Snapshots;
 namespace StreamGrains.Grains.Checkpointing;
 
 /// <summary>A triggered checkpoint waiting for the acknowledgements of every subtask of the attempt.</summary>
-internal sealed class PendingCheckpoint(long checkpointId, int attempt, DateTimeOffset triggeredAt, IEnumerable<SubtaskId> expected)
+internal sealed class PendingCheckpoint(long checkpointId, int attempt, DateTimeOffset triggeredAt, IEnumerable<SubtaskId> expected, SnapshotOptions? options = null)
 {
     private readonly HashSet<SubtaskId> _waitingFor = [.. expected];
     private readonly List<SubtaskCheckpointAck> _acks = [];
@@ -18,6 +18,12 @@ internal sealed class PendingCheckpoint(long checkpointId, int attempt, DateTime
     public DateTimeOffset TriggeredAt { get; } = triggeredAt;
 
     public CancellationTokenSource Timeout { get; } = new();
+
+    /// <summary>Whether this is a plain checkpoint or a savepoint, in which format, and whether the job stops after it.</summary>
+    public SnapshotOptions Options { get; } = options ?? SnapshotOptions.Checkpoint;
+
+    /// <summary>The manifest, once built at completion.</summary>
+    public CheckpointManifest? Manifest { get; set; }
 
     public IReadOnlyList<SubtaskCheckpointAck> Acks => _acks;
 
@@ -61,6 +67,7 @@ internal sealed class PendingCheckpoint(long checkpointId, int attempt, DateTime
             CheckpointId = CheckpointId,
             Attempt = Attempt,
             MaxParallelism = plan.MaxParallelism,
+            Format = Options.Format,
             TriggeredAt = TriggeredAt,
             CompletedAt = completedAt,
             Operators = operators,

@@ -184,11 +184,13 @@ internal sealed class JobGrain(
         }
 
         (CheckpointStats? Latest, IReadOnlyList<CheckpointStats> Recent) checkpoints = (null, []);
+        SavepointStatus? savepoint = null;
         if (_record.Spec.Checkpointing.Enabled)
         {
             try
             {
                 checkpoints = await Coordinator.GetStats().WaitAsync(SubtaskCallTimeout);
+                savepoint = await Coordinator.GetLatestSavepoint().WaitAsync(SubtaskCallTimeout);
             }
             catch (Exception ex) when (ex is not OperationCanceledException)
             {
@@ -196,7 +198,7 @@ internal sealed class JobGrain(
             }
         }
 
-        return Snapshot() with { LatestCheckpoint = checkpoints.Latest, RecentCheckpoints = checkpoints.Recent };
+        return Snapshot() with { LatestCheckpoint = checkpoints.Latest, RecentCheckpoints = checkpoints.Recent, LatestSavepoint = savepoint };
     }
 
     public async Task<JobStatus?> WaitForChange(long knownVersion, TimeSpan maxWait)
@@ -214,7 +216,9 @@ internal sealed class JobGrain(
         return Snapshot();
     }
 
-    public async Task<JobStatus?> Cancel()
+    public Task<JobStatus?> Cancel() => CancelAsync(keepCheckpoints: false);
+
+    private async Task<JobStatus?> CancelAsync(bool keepCheckpoints)
     {
         if (_record is null)
         {
@@ -227,7 +231,11 @@ internal sealed class JobGrain(
             StopWatchdog();
             await StopCoordinatorAsync(_record.Attempt);
             await ReleaseSubtasksAsync(_record.Attempt, StopReason.JobEnded);
-            await DeleteCheckpointsUnlessRetainedAsync();
+            if (!keepCheckpoints)
+            {
+                await DeleteCheckpointsUnlessRetainedAsync();
+            }
+
             SetState(JobState.Canceled);
             await PersistAsync();
         }
@@ -301,6 +309,49 @@ internal sealed class JobGrain(
 
     public Task<CheckpointStats> WaitForCheckpoint(long checkpointId, TimeSpan maxWait) => Coordinator.WaitFor(checkpointId, maxWait);
 
+    public async Task<SavepointStatus> TriggerSavepoint(SavepointRequest request, TimeSpan maxWait)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        if (_record is null || State != JobState.Running || !_record.Spec.Checkpointing.Enabled)
+        {
+            throw new InvalidOperationException($"Job {Id} cannot take a savepoint: it is {(_record is null ? "unknown" : State)}{(_record?.Spec.Checkpointing.Enabled == false ? " and has checkpointing disabled (savepoints need checkpoint storage and the coordinator)" : string.Empty)}.");
+        }
+
+        return await Coordinator.TriggerSavepoint(_record.Attempt, request, maxWait);
+    }
+
+    public Task<SavepointStatus> WaitForSavepoint(long checkpointId, TimeSpan maxWait) => Coordinator.WaitForSavepoint(checkpointId, maxWait);
+
+    public async Task OnSavepointCompleted(int attempt, SavepointStatus savepoint)
+    {
+        ArgumentNullException.ThrowIfNull(savepoint);
+        if (_record is not { } record || attempt != record.Attempt || State != JobState.Running)
+        {
+            return;
+        }
+
+        record.FinalSavepoint = savepoint.Directory;
+        if (savepoint.Then == SavepointThen.Cancel)
+        {
+            logger.LogInformation("Job {Job}: cancelling after savepoint {Savepoint}", Id, savepoint.Directory);
+            await Cancel();
+            return;
+        }
+
+        logger.LogInformation("Job {Job}: stopped with savepoint {Savepoint}", Id, savepoint.Directory);
+        StopWatchdog();
+        await StopCoordinatorAsync(attempt);
+        await ReleaseSubtasksAsync(attempt, StopReason.JobEnded);
+        if (State == JobState.Running && record.Attempt == attempt)
+        {
+            await DeleteCheckpointsUnlessRetainedAsync();
+            SetState(JobState.Finished);
+            await PersistAsync();
+        }
+    }
+
+    public Task<JobStatus?> CancelKeepingCheckpoints() => CancelAsync(keepCheckpoints: true);
+
     private static Dictionary<int, IReadOnlyList<SourceSplit>[]> AssignSplits(JobPlan plan, JobSpec spec, CheckpointManifest? restore)
     {
         var result = new Dictionary<int, IReadOnlyList<SourceSplit>[]>();
@@ -308,11 +359,20 @@ internal sealed class JobGrain(
         {
             var perSubtask = new IReadOnlyList<SourceSplit>[chain.Parallelism];
             var restored = restore?.Operators.FirstOrDefault(o => o.Uid == chain.Head.Uid);
-            if (restored is not null)
+            if (restored is not null && restored.Parallelism == chain.Parallelism)
             {
                 for (var i = 0; i < chain.Parallelism; i++)
                 {
                     perSubtask[i] = restored.Subtasks.FirstOrDefault(s => s.SubtaskIndex == i)?.SourceSplits ?? [];
+                }
+            }
+            else if (restored is not null)
+            {
+                // Another parallelism: every restored split (with its position) goes to one of the new subtasks.
+                var all = restored.Subtasks.OrderBy(static s => s.SubtaskIndex).SelectMany(static s => s.SourceSplits ?? []).ToArray();
+                for (var i = 0; i < chain.Parallelism; i++)
+                {
+                    perSubtask[i] = all.Where((_, k) => k % chain.Parallelism == i).ToArray();
                 }
             }
             else
@@ -361,10 +421,12 @@ internal sealed class JobGrain(
                 continue;
             }
 
-            var parallelism = plan.ChainOf(node).Parallelism;
-            if (state.Parallelism != parallelism)
+            var keyedState = state.Subtasks.Any(static s => s.KeyGroups is not null);
+            var splits = state.Subtasks.Any(static s => s.SourceSplits is not null);
+            var isSource = plan.ChainOf(node).IsSource && plan.ChainOf(node).Head == node;
+            if ((keyedState && !node.IsStateful) || (keyedState && isSource) || (splits && !isSource))
             {
-                errors.Add($"Operator '{state.Uid}' has parallelism {state.Parallelism} in checkpoint {manifest.CheckpointId} and {parallelism} in the job; restoring with another parallelism is not supported yet.");
+                errors.Add($"Operator '{state.Uid}' has {(keyedState ? "keyed state" : "source positions")} in snapshot {manifest.CheckpointId}, but in the job it is a {node.Name} operator that cannot take them; give the new operator another Uid (and set AllowNonRestoredState to drop the old state).");
             }
         }
 
@@ -382,7 +444,7 @@ internal sealed class JobGrain(
                 return (null, [$"RestoreFrom: there is no checkpoint or savepoint at '{restoreFrom}' in {storage.Location} ('{path}' does not exist; a directory without a manifest is not a checkpoint)."]);
             }
 
-            var manifest = ManifestJson.Deserialize(bytes, path);
+            var manifest = ManifestJson.Deserialize(bytes, path).Resolve(SnapshotLayout.DirectoryOfManifest(path));
             var errors = ValidateRestore(manifest, plan, spec);
             return errors.Count > 0 ? (null, errors) : (new CompletedCheckpoint { CheckpointId = manifest.CheckpointId, ManifestPath = path, Manifest = manifest }, []);
         }
@@ -394,7 +456,8 @@ internal sealed class JobGrain(
 
     private async Task StartFirstAttemptAsync(CompletedCheckpoint? restore)
     {
-        var (outcome, failure) = await DeployAttemptAsync(_record!.Attempt, restore, ownsFiles: false);
+        var claim = restore is not null && _record!.Spec.RestoreMode == RestoreMode.Claim;
+        var (outcome, failure) = await DeployAttemptAsync(_record!.Attempt, restore, ownsFiles: claim);
         switch (outcome)
         {
             case DeployOutcome.RestoreFailed:
@@ -507,13 +570,23 @@ internal sealed class JobGrain(
             return null;
         }
 
-        var operators = new Dictionary<string, OperatorSubtaskState>(StringComparer.Ordinal);
+        var operators = new Dictionary<string, IReadOnlyList<OperatorSubtaskState>>(StringComparer.Ordinal);
+        var keyGroups = KeyGroups.ComputeKeyGroupRangeForOperatorIndex(restore.Manifest.MaxParallelism, chain.Parallelism, index);
         foreach (var node in chain.Nodes.Where(static n => n.Uid is not null))
         {
-            if (restore.Manifest.Operators.FirstOrDefault(o => o.Uid == node.Uid) is { } state
-                && state.Subtasks.FirstOrDefault(s => s.SubtaskIndex == index) is { } subtask)
+            if (restore.Manifest.Operators.FirstOrDefault(o => o.Uid == node.Uid) is not { } state)
             {
-                operators[node.Uid!] = subtask;
+                continue;
+            }
+
+            // State follows the Uid and the key groups, not the position: with the same parallelism the subtask of the
+            // same index, otherwise every old subtask whose key groups overlap this subtask's.
+            var parts = state.Parallelism == chain.Parallelism
+                ? state.Subtasks.Where(s => s.SubtaskIndex == index && s.KeyGroups is not null).ToArray()
+                : state.Subtasks.Where(s => s.KeyGroups is { } range && !range.Intersect(keyGroups).IsEmpty).ToArray();
+            if (parts.Length > 0)
+            {
+                operators[node.Uid!] = parts;
             }
         }
 
@@ -605,7 +678,7 @@ internal sealed class JobGrain(
                 return (DeployOutcome.RestoreFailed, failure);
             }
 
-            candidates.Add((original, false));
+            candidates.Add((original, record.Spec.RestoreMode == RestoreMode.Claim));
         }
 
         foreach (var (checkpoint, owned) in candidates)
@@ -824,6 +897,7 @@ internal sealed class JobGrain(
         Failure = _record.Failure,
         Warnings = [.. _record.Warnings],
         RestoredFrom = _record.RestoredFrom,
+        FinalSavepoint = _record.FinalSavepoint,
         Subtasks = _subtasks.OrderBy(static p => p.Key.Chain).ThenBy(static p => p.Key.Index).Select(static p => p.Value).ToArray(),
     };
 

@@ -30,6 +30,9 @@ internal sealed class JobRecord
     /// <summary>Silo of each subtask of the last deployment, by "chain/index" (sticky placement).</summary>
     [Id(9)] public Dictionary<string, string> Placement { get; set; } = [];
 
+    /// <summary>The savepoint the job was stopped with (stop-with-savepoint).</summary>
+    [Id(10)] public string? FinalSavepoint { get; set; }
+
     public static string PlacementKey(SubtaskId subtask) => $"{subtask.Chain}/{subtask.Index}";
 
     public static string PathOf(string jobId) => $"{jobId}/_job.record";

@@ -58,7 +58,9 @@ internal abstract class ChainOperator(string uid)
     public virtual ValueTask OpenAsync(OperatorContext context) => ValueTask.CompletedTask;
 
     /// <summary>The synchronous part of a snapshot; null when the operator has no state.</summary>
-    public virtual PendingSnapshot? SnapshotState(long checkpointId) => null;
+    /// <param name="checkpointId">The checkpoint.</param>
+    /// <param name="options">A checkpoint or a savepoint (native or canonical).</param>
+    public virtual PendingSnapshot? SnapshotState(long checkpointId, SnapshotOptions options) => null;
 
     /// <summary>Checkpoint <paramref name="checkpointId"/> completed.</summary>
     public virtual void NotifyCheckpointComplete(long checkpointId)

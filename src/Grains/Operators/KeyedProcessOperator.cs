@@ -1,9 +1,11 @@
 using Microsoft.Extensions.DependencyInjection;
 using StreamGrains.Functions;
 using StreamGrains.Graph;
+using StreamGrains.Runtime;
 using StreamGrains.Snapshots;
 using StreamGrains.State;
 using StreamGrains.State.RocksDb;
+using StreamGrains.State.Savepoints;
 using StreamGrains.State.Serialization;
 using StreamGrains.State.Snapshots;
 
@@ -50,25 +52,20 @@ internal sealed class KeyedProcessOperator<TKey, TIn, TOut>(KeyedProcessNode<TKe
         var directory = context.OperatorDirectory(Uid);
         var localRoot = context.OperatorLocalCheckpointRoot(Uid);
         KeyedStateHandle? owned = null;
-        if (context.Restore is { } restore && restore.Operators.TryGetValue(Uid, out var state) && state.KeyedState is { } handle)
+        if (context.Restore is { } restore && restore.Operators.TryGetValue(Uid, out var parts) && parts.Count > 0)
         {
-            if (handle.KeyGroups != context.KeyGroups)
-            {
-                throw new RestoreException($"Operator '{Uid}' subtask {context.SubtaskIndex} owns key groups {context.KeyGroups} but checkpoint {restore.CheckpointId} has {handle.KeyGroups} for it; restoring with another parallelism is not supported yet.");
-            }
-
-            var storage = context.Storage ?? throw new RestoreException("No checkpoint storage is configured to restore from.");
-            var local = context.Spec.Checkpointing.LocalRecovery ? IncrementalSnapshotter.LocalCheckpointDirectory(localRoot, restore.CheckpointId) : null;
             try
             {
-                await KeyedStateRestorer.RestoreAsync(handle, restore.CheckpointId, storage, directory, local, context.RestoreProgress, context.Stopping);
+                owned = await RestoreAsync(context, restore, parts, directory, localRoot);
             }
             catch (State.Storage.CheckpointStorageException ex)
             {
-                throw new RestoreException($"Operator '{Uid}' subtask {context.SubtaskIndex} could not restore checkpoint {restore.CheckpointId}: {ex.Message}", ex);
+                throw new RestoreException($"Operator '{Uid}' subtask {context.SubtaskIndex} could not restore snapshot {restore.CheckpointId}: {ex.Message}", ex);
             }
-
-            owned = restore.OwnsFiles ? handle : null;
+            catch (Exception ex) when (ex is State.Serialization.StateFormatException or CanonicalFormatException)
+            {
+                throw new RestoreException($"Operator '{Uid}' subtask {context.SubtaskIndex} could not read snapshot {restore.CheckpointId}: {ex.Message}", ex);
+            }
         }
 
         _backend = KeyedStateBackends.Create(node.Key.Serializer, context, Uid);
@@ -88,7 +85,41 @@ internal sealed class KeyedProcessOperator<TKey, TIn, TOut>(KeyedProcessNode<TKe
         }
     }
 
-    public override PendingSnapshot? SnapshotState(long checkpointId)
+    /// <summary>
+    /// Puts the restored state into <paramref name="directory"/>: native files of the same key groups as they are (from
+    /// the local copy when there is one), native files of other key groups clipped and merged (rescaling), canonical
+    /// files read key group by key group. Returns the handle whose files the job owns and may reference again.
+    /// </summary>
+    private async Task<KeyedStateHandle?> RestoreAsync(OperatorContext context, SubtaskRestore restore, IReadOnlyList<OperatorSubtaskState> parts, string directory, string localRoot)
+    {
+        var storage = context.Storage ?? throw new RestoreException("No checkpoint storage is configured to restore from.");
+        var resources = context.Services.GetRequiredService<RocksDbResources>();
+        var canonical = parts.Where(static p => p.CanonicalState is not null).Select(static p => p.CanonicalState!).ToArray();
+        if (canonical.Length > 0)
+        {
+            if (canonical.Length != parts.Count)
+            {
+                throw new RestoreException($"Operator '{Uid}': snapshot {restore.CheckpointId} mixes canonical and native state.");
+            }
+
+            await CanonicalRestore.RestoreAsync(canonical, context.KeyGroups, context.Plan.MaxParallelism, restore.CheckpointId, storage, directory, context.OperatorDirectory(Uid + ".restore"), resources, context.RestoreProgress, context.Stopping);
+            return null;
+        }
+
+        var handles = parts.Select(static p => p.KeyedState).OfType<KeyedStateHandle>().ToArray();
+        if (handles.Length == 1 && handles[0].KeyGroups == context.KeyGroups)
+        {
+            var local = context.Spec.Checkpointing.LocalRecovery ? IncrementalSnapshotter.LocalCheckpointDirectory(localRoot, restore.CheckpointId) : null;
+            await KeyedStateRestorer.RestoreAsync(handles[0], restore.CheckpointId, storage, directory, local, context.RestoreProgress, context.Stopping);
+            return restore.OwnsFiles ? handles[0] : null;
+        }
+
+        // Rescaling: the first checkpoint of this subtask uploads its state in full (its files are new combinations).
+        await RescalingRestorer.RestoreAsync(handles, context.KeyGroups, restore.CheckpointId, storage, directory, context.OperatorDirectory(Uid + ".rescale"), resources, context.RestoreProgress, context.Stopping);
+        return null;
+    }
+
+    public override PendingSnapshot? SnapshotState(long checkpointId, SnapshotOptions options)
     {
         if (_snapshotter is not { } snapshotter)
         {
@@ -97,6 +128,29 @@ internal sealed class KeyedProcessOperator<TKey, TIn, TOut>(KeyedProcessNode<TKe
 
         var local = snapshotter.TakeLocalSnapshot(checkpointId);
         var index = Context.SubtaskIndex;
+        if (options.Format == SavepointFormat.Canonical)
+        {
+            var directory = options.SavepointDirectory ?? throw new InvalidOperationException($"Canonical savepoint {checkpointId} has no directory.");
+            var storage = Context.Storage!;
+            var keyGroups = Context.KeyGroups;
+            var maxParallelism = Context.Plan.MaxParallelism;
+            var path = FormattableString.Invariant($"{directory}/{Uid}/{index}.state");
+            return new PendingSnapshot(Uid, async cancellationToken =>
+            {
+                try
+                {
+                    var file = await CanonicalRestore.WriteAsync(local.Directory, keyGroups, maxParallelism, storage, path, cancellationToken);
+                    var state = new OperatorSubtaskState { SubtaskIndex = index, CanonicalState = new CanonicalStateHandle { KeyGroups = keyGroups, File = file } };
+                    return new OperatorSnapshotResult(state, file.Length, file.Length);
+                }
+                finally
+                {
+                    // The RocksDB checkpoint only served as a consistent view: it is not a local copy of a checkpoint.
+                    Directory.Delete(local.Directory, recursive: true);
+                }
+            });
+        }
+
         return new PendingSnapshot(Uid, async cancellationToken =>
         {
             var uploaded = await snapshotter.UploadAsync(local, cancellationToken);

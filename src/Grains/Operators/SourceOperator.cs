@@ -40,7 +40,7 @@ internal sealed class SourceOperator<T>(SourceNode<T> node, IRecordInput<T> next
         return ValueTask.CompletedTask;
     }
 
-    public override PendingSnapshot? SnapshotState(long checkpointId)
+    public override PendingSnapshot? SnapshotState(long checkpointId, SnapshotOptions options)
     {
         var reader = _reader ?? throw new InvalidOperationException($"Source '{Uid}' is not open.");
         IReadOnlyList<SourceSplit> splits;

@@ -115,6 +115,18 @@ internal sealed class SubtaskGrain(
         return Task.CompletedTask;
     }
 
+    public Task PrepareSnapshot(long checkpointId, SnapshotOptions options)
+    {
+        _runner?.PrepareSnapshot(checkpointId, options);
+        return Task.CompletedTask;
+    }
+
+    public Task ResumeAfterSavepoint(long checkpointId)
+    {
+        _runner?.ResumeAfterSavepoint(checkpointId);
+        return Task.CompletedTask;
+    }
+
     public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
     {
         _heartbeat?.Dispose();

@@ -78,6 +78,10 @@ internal sealed class SubtaskRunner : IAsyncDisposable
     private bool _wakePending;
     private long _sourceRetryAt;
     private bool _sourceEnded;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<long, SnapshotOptions> _snapshotOptions = new();
+
+    /// <summary>The stop-with-savepoint checkpoint this subtask snapshotted and stopped at: it takes no input, polls no source and fires no timer until the job ends or the savepoint fails.</summary>
+    private long? _stoppedAt;
     private bool _disposed;
     private string? _silo;
     private volatile RestoreProgress? _restore;
@@ -95,6 +99,7 @@ internal sealed class SubtaskRunner : IAsyncDisposable
         Trigger,
         Complete,
         Abort,
+        Resume,
     }
 
     public SubtaskId Id => _deployment.Subtask;
@@ -221,6 +226,12 @@ internal sealed class SubtaskRunner : IAsyncDisposable
 
     public void NotifyCheckpointComplete(long checkpointId) => Control(ControlKind.Complete, checkpointId);
 
+    /// <summary>Records what kind of snapshot checkpoint <paramref name="checkpointId"/> is, before its barrier can arrive.</summary>
+    public void PrepareSnapshot(long checkpointId, SnapshotOptions options) => _snapshotOptions[checkpointId] = options;
+
+    /// <summary>A stop-with-savepoint failed after the snapshot: processing resumes.</summary>
+    public void ResumeAfterSavepoint(long checkpointId) => Control(ControlKind.Resume, checkpointId);
+
     public void NotifyCheckpointAborted(long checkpointId) => Control(ControlKind.Abort, checkpointId);
 
     public SubtaskStatus GetStatus() => new()
@@ -342,6 +353,14 @@ internal sealed class SubtaskRunner : IAsyncDisposable
                     HandleControl(chain, control.Kind, control.CheckpointId);
                 }
 
+                if (_stoppedAt is not null)
+                {
+                    // Stopped with a savepoint: only the output side moves (the barrier and what precedes it must reach the receivers).
+                    outputs.FlushIfDue();
+                    await WaitAsync(outputs.NextFlushTimestamp);
+                    continue;
+                }
+
                 if (outputs.HasBacklog)
                 {
                     // Backpressure: take no input until a receiver returns credit; timers and flushes may still be due.
@@ -444,7 +463,12 @@ internal sealed class SubtaskRunner : IAsyncDisposable
                 }
 
                 break;
+            case ControlKind.Resume:
+                ResumeIfStoppedAt(checkpointId);
+                break;
             case ControlKind.Abort:
+                ResumeIfStoppedAt(checkpointId);
+                _snapshotOptions.TryRemove(checkpointId, out _);
                 _inputs!.AbortAlignment(checkpointId);
                 foreach (var op in chain.Operators)
                 {
@@ -463,13 +487,19 @@ internal sealed class SubtaskRunner : IAsyncDisposable
     private void PerformCheckpoint(long checkpointId, TimeSpan alignment)
     {
         var watch = Stopwatch.StartNew();
+        var options = _snapshotOptions.TryRemove(checkpointId, out var prepared) ? prepared : SnapshotOptions.Checkpoint;
         _outputs!.Broadcast(new StreamEvent(StreamEventKind.Barrier, checkpointId));
+        if (options.Stop)
+        {
+            _stoppedAt = checkpointId;
+        }
+
         var pending = new List<PendingSnapshot>();
         try
         {
             foreach (var op in _chain!.Operators)
             {
-                if (op.SnapshotState(checkpointId) is { } snapshot)
+                if (op.SnapshotState(checkpointId, options) is { } snapshot)
                 {
                     pending.Add(snapshot);
                 }
@@ -483,6 +513,15 @@ internal sealed class SubtaskRunner : IAsyncDisposable
         }
 
         _ = CompleteCheckpointAsync(checkpointId, pending, alignment, watch.Elapsed);
+    }
+
+    private void ResumeIfStoppedAt(long checkpointId)
+    {
+        if (_stoppedAt == checkpointId)
+        {
+            _services.Logger.LogInformation("Subtask {Subtask}: stop with savepoint {Checkpoint} failed; resuming", Id, checkpointId);
+            _stoppedAt = null;
+        }
     }
 
     private async Task CompleteCheckpointAsync(long checkpointId, List<PendingSnapshot> pending, TimeSpan alignment, TimeSpan synchronous)
