@@ -45,4 +45,15 @@ var recovery = new Command("recovery", "Time from a failure to the first record 
 recovery.SetAction((r, ct) => RecoveryBenchmark.RunAsync(new RecoverySettings(StateOf(r), r.GetValue(local), r.GetValue(copyRestore)), ct));
 root.Subcommands.Add(recovery);
 
+var rounds = new Option<int>("--rounds") { Description = "Measured rounds; the summary reports medians.", DefaultValueFactory = _ => 3 };
+var savepoint = new Command("savepoint", "Native savepoints of a large keyed state under updates vs an incremental checkpoint and a raw copy of the full state, same run.") { stateMb, storage, valueBytes, updateRate, stateParallelism, silos, seed, rounds, every };
+savepoint.SetAction((r, ct) => SavepointBenchmark.RunAsync(new SavepointSettings(StateOf(r), r.GetValue(rounds), TimeSpan.FromSeconds(r.GetValue(every))), ct));
+root.Subcommands.Add(savepoint);
+
+var from = new Option<int>("--from") { Description = "Parallelism the savepoint is taken at.", DefaultValueFactory = _ => 2 };
+var to = new Option<int>("--to") { Description = "Parallelism it is restored at.", DefaultValueFactory = _ => 4 };
+var rescale = new Command("rescale", "Restore of a native savepoint at another parallelism vs at the same one, same run.") { stateMb, storage, valueBytes, updateRate, silos, seed, from, to, rounds };
+rescale.SetAction((r, ct) => RescaleBenchmark.RunAsync(new RescaleSettings(new StateSettings(r.GetValue(stateMb), r.GetValue(storage)!, r.GetValue(valueBytes), r.GetValue(updateRate), r.GetValue(from), r.GetValue(silos), r.GetValue(seed)), r.GetValue(from), r.GetValue(to), r.GetValue(rounds)), ct));
+root.Subcommands.Add(rescale);
+
 return await root.Parse(args).InvokeAsync();
