@@ -1,6 +1,7 @@
 using System.CommandLine;
 using StreamGrains.Benchmarks.Backpressure;
 using StreamGrains.Benchmarks.Checkpoints;
+using StreamGrains.Benchmarks.Savepoints;
 using StreamGrains.Benchmarks.Throughput;
 
 var root = new RootCommand("StreamGrains benchmarks. Each prints one JSON object per line; the last line is the summary.");
@@ -55,5 +56,12 @@ var to = new Option<int>("--to") { Description = "Parallelism it is restored at.
 var rescale = new Command("rescale", "Restore of a native savepoint at another parallelism vs at the same one, same run.") { stateMb, storage, valueBytes, updateRate, silos, seed, from, to, rounds };
 rescale.SetAction((r, ct) => RescaleBenchmark.RunAsync(new RescaleSettings(new StateSettings(r.GetValue(stateMb), r.GetValue(storage)!, r.GetValue(valueBytes), r.GetValue(updateRate), r.GetValue(from), r.GetValue(silos), r.GetValue(seed)), r.GetValue(from), r.GetValue(to), r.GetValue(rounds)), ct));
 root.Subcommands.Add(rescale);
+
+var canonicalStateMb = new Option<int>("--state-mb") { Description = "Keyed state to load, in MiB of values.", DefaultValueFactory = _ => 200 };
+var canonicalParallelism = new Option<int>("--parallelism") { Description = "Subtasks that write the canonical files.", DefaultValueFactory = _ => 2 };
+var restoreParallelism = new Option<int>("--restore-parallelism") { Description = "Subtasks that restore from them.", DefaultValueFactory = _ => 3 };
+var canonical = new Command("canonical", "Canonical savepoint files: write from RocksDB checkpoints and restore at another parallelism, vs raw copies of the same entries.") { canonicalStateMb, valueBytes, canonicalParallelism, restoreParallelism, seed, runs };
+canonical.SetAction((r, ct) => CanonicalSavepointBenchmark.RunAsync(new CanonicalSettings(r.GetValue(canonicalStateMb), r.GetValue(valueBytes), r.GetValue(canonicalParallelism), r.GetValue(restoreParallelism), r.GetValue(seed), r.GetValue(runs)), ct));
+root.Subcommands.Add(canonical);
 
 return await root.Parse(args).InvokeAsync();

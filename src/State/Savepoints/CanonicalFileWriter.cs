@@ -60,11 +60,16 @@ internal sealed class CanonicalFileWriter : IDisposable
     public void AddKeyedState(int stateIndex, ReadOnlySpan<byte> key, ReadOnlySpan<byte> suffix, ReadOnlySpan<byte> value)
     {
         StartEntry(stateIndex);
-        WriteKeyReference(key);
-        VarInt.Write(_payload, (uint)suffix.Length);
-        _payload.Write(suffix);
-        VarInt.Write(_payload, (uint)value.Length);
-        _payload.Write(value);
+
+        // One span for the whole entry: the per-call cost of IBufferWriter shows with millions of small entries.
+        var span = _payload.GetSpan((3 * VarInt.MaxLength32) + key.Length + suffix.Length + value.Length);
+        var length = WriteKeyReference(span, key);
+        length += VarInt.Write(span[length..], (uint)suffix.Length);
+        suffix.CopyTo(span[length..]);
+        length += suffix.Length;
+        length += VarInt.Write(span[length..], (uint)value.Length);
+        value.CopyTo(span[length..]);
+        _payload.Advance(length + value.Length);
         EndEntry();
     }
 
@@ -72,9 +77,9 @@ internal sealed class CanonicalFileWriter : IDisposable
     public void AddTimer(int stateIndex, long timestamp, ReadOnlySpan<byte> key)
     {
         StartEntry(stateIndex);
-        BinaryPrimitives.WriteInt64LittleEndian(_payload.GetSpan(8), timestamp);
-        _payload.Advance(8);
-        WriteKeyReference(key);
+        var span = _payload.GetSpan(8 + VarInt.MaxLength32 + key.Length);
+        BinaryPrimitives.WriteInt64LittleEndian(span, timestamp);
+        _payload.Advance(8 + WriteKeyReference(span[8..], key));
         EndEntry();
     }
 
@@ -135,16 +140,16 @@ internal sealed class CanonicalFileWriter : IDisposable
     }
 
     /// <summary>Varint 0: the key of the previous entry of this chunk (map entries of one key); else length + 1 and the key.</summary>
-    private void WriteKeyReference(ReadOnlySpan<byte> key)
+    private int WriteKeyReference(Span<byte> destination, ReadOnlySpan<byte> key)
     {
         if (_chunkEntries > 0 && key.SequenceEqual(_previousKey.AsSpan(0, _previousKeyLength)))
         {
-            VarInt.Write(_payload, 0);
-            return;
+            destination[0] = 0;
+            return 1;
         }
 
-        VarInt.Write(_payload, checked((uint)key.Length + 1));
-        _payload.Write(key);
+        var length = VarInt.Write(destination, checked((uint)key.Length + 1));
+        key.CopyTo(destination[length..]);
         if (_previousKey.Length < key.Length)
         {
             _previousKey = new byte[Math.Max(key.Length, _previousKey.Length * 2)];
@@ -152,6 +157,7 @@ internal sealed class CanonicalFileWriter : IDisposable
 
         key.CopyTo(_previousKey);
         _previousKeyLength = key.Length;
+        return length + key.Length;
     }
 
     /// <summary>Chunk: [state index][entry count][payload length] as varints, the payload, XxHash64 of all that (8 bytes LE).</summary>
