@@ -45,4 +45,11 @@ var recovery = new Command("recovery", "Time from a failure to the first record 
 recovery.SetAction((r, ct) => RecoveryBenchmark.RunAsync(new RecoverySettings(StateOf(r), r.GetValue(local), r.GetValue(copyRestore)), ct));
 root.Subcommands.Add(recovery);
 
+var rescaleMb = new Option<int>("--state-mb") { Description = "Keyed state to write, in MiB of values.", DefaultValueFactory = _ => 1000 };
+var from = new Option<int>("--from") { Description = "Parallelism the state is written and checkpointed at.", DefaultValueFactory = _ => 2 };
+var to = new Option<int>("--to") { Description = "Parallelism it is restored at.", DefaultValueFactory = _ => 3 };
+var rescale = new Command("rescale", "Restore of checkpointed RocksDB state at another parallelism (clip + SST ingestion) vs at the same one, filesystem storage.") { rescaleMb, valueBytes, from, to, seed };
+rescale.SetAction((r, ct) => RescaleBenchmark.RunAsync(new RescaleSettings(r.GetValue(rescaleMb), r.GetValue(valueBytes), r.GetValue(from), r.GetValue(to), r.GetValue(seed)), ct));
+root.Subcommands.Add(rescale);
+
 return await root.Parse(args).InvokeAsync();
