@@ -100,7 +100,7 @@ public static class RescalingRestorer
             var columnFamilies = KeyGroupRangeOperations.ListColumnFamilies(dbOptions, targetDirectory);
             using (var db = KeyGroupRangeOperations.Open(dbOptions, columnFamilyOptions, targetDirectory, columnFamilies, readOnly: false))
             {
-                KeyGroupRangeOperations.Clip(db, columnFamilies, target);
+                KeyGroupRangeOperations.Clip(db, columnFamilies, target, handles[baseIndex].KeyGroups);
                 var exported = await Task.WhenAll(exports);
                 foreach (var export in exported)
                 {
