@@ -48,13 +48,15 @@ internal static class KeyGroupRangeOperations
         name == ColumnFamilies.DefaultName ? db.GetDefaultColumnFamily() : db.GetColumnFamily(name);
 
     /// <summary>
-    /// Deletes every key outside <paramref name="keep"/> from the listed column families: files entirely outside are
-    /// dropped without being read, the rest is covered by range deletions written in one batch (WAL off: the caller
-    /// flushes).
+    /// Deletes every key outside <paramref name="keep"/> from the listed column families of an instance holding the
+    /// key groups <paramref name="present"/>: files entirely outside are dropped without being read, the rest is
+    /// covered by range deletions written in one batch (WAL off: the caller flushes). A side where
+    /// <paramref name="present"/> does not reach beyond <paramref name="keep"/> is left alone, so that no range
+    /// deletion is written for nothing.
     /// </summary>
-    public static void Clip(RocksDbSharp.RocksDb db, IReadOnlyList<string> columnFamilies, KeyGroupRange keep)
+    public static void Clip(RocksDbSharp.RocksDb db, IReadOnlyList<string> columnFamilies, KeyGroupRange keep, KeyGroupRange present)
     {
-        var ranges = Outside(keep);
+        var ranges = Outside(keep, present);
         if (ranges.Count == 0)
         {
             return;
@@ -181,16 +183,19 @@ internal static class KeyGroupRangeOperations
         GC.KeepAlive(options);
     }
 
-    /// <summary>The key ranges outside <paramref name="keep"/>: below its start and above its end, up to the largest key group.</summary>
-    private static List<(byte[] Start, byte[] End)> Outside(KeyGroupRange keep)
+    /// <summary>
+    /// The key ranges outside <paramref name="keep"/> that <paramref name="present"/> reaches into: everything below its
+    /// start, everything above its end up to the largest key group.
+    /// </summary>
+    private static List<(byte[] Start, byte[] End)> Outside(KeyGroupRange keep, KeyGroupRange present)
     {
         var ranges = new List<(byte[], byte[])>(2);
-        if (keep.Start > 0)
+        if (present.Start < keep.Start)
         {
             ranges.Add((StateKeys.KeyGroupStart(0), StateKeys.KeyGroupStart(keep.Start)));
         }
 
-        if (keep.EndExclusive < KeyGroups.UpperBound)
+        if (present.End > keep.End)
         {
             ranges.Add((StateKeys.KeyGroupStart(keep.EndExclusive), StateKeys.KeyGroupStart(KeyGroups.UpperBound)));
         }
