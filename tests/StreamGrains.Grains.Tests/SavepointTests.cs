@@ -243,6 +243,34 @@ public sealed class SavepointTests
         Assert.True(first[RestoreMode.Claim].BytesUploaded < first[RestoreMode.NoClaim].BytesUploaded / 2, $"Claim: {first[RestoreMode.Claim].BytesUploaded} bytes uploaded, NoClaim {first[RestoreMode.NoClaim].BytesUploaded}");
     }
 
+    [Fact]
+    public async Task Bad_savepoint_requests_are_refused_with_the_reason_and_the_job_keeps_running()
+    {
+        var name = $"bad-{Guid.NewGuid():N}";
+        await using var cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions { Silos = 2 });
+        var client = cluster.Client;
+        var results = RichStore.Of(name);
+        var uncheckpointed = await cluster.SubmitAsync<RichStateJob>(RichParameters(name + "-unchecked"), 1);
+        await client.WaitForStateAsync(uncheckpointed, JobState.Running, Timeout);
+        var disabled = await Assert.ThrowsAsync<InvalidOperationException>(() => client.StopWithSavepointAsync(uncheckpointed, Timeout));
+        Assert.Contains("checkpointing disabled", disabled.Message, StringComparison.Ordinal);
+        await client.CancelAsync(uncheckpointed);
+
+        var jobId = await cluster.SubmitAsync<RichStateJob>(RichParameters(name), 2, Checkpointed);
+        await client.WaitForStateAsync(jobId, JobState.Running, Timeout);
+        var escaping = await Assert.ThrowsAsync<InvalidOperationException>(() => client.TriggerSavepointAsync(jobId, new SavepointRequest { Directory = "../outside" }, Timeout));
+        Assert.Contains("'../outside' is not a valid savepoint directory", escaping.Message, StringComparison.Ordinal);
+        var first = await client.TriggerSavepointAsync(jobId, new SavepointRequest { Directory = "mine/sp-a" }, Timeout);
+        var taken = await Assert.ThrowsAsync<InvalidOperationException>(() => client.TriggerSavepointAsync(jobId, new SavepointRequest { Directory = first.Directory }, Timeout));
+        Assert.Contains("already is a savepoint", taken.Message, StringComparison.Ordinal);
+        var missing = await Assert.ThrowsAsync<JobSubmissionException>(() => cluster.SubmitAsync<RichStateJob>(RichParameters(name), 2, spec => Checkpointed(spec) with { RestoreFrom = "mine/none" }));
+        Assert.Contains("there is no checkpoint or savepoint at 'mine/none'", missing.Message, StringComparison.Ordinal);
+
+        Assert.Equal("mine/sp-a", first.Directory);
+        Assert.Equal(JobState.Running, (await client.GetStatusAsync(jobId)).State);
+        await client.CancelAsync(jobId);
+    }
+
     private static JobParameters RichParameters(string name) =>
         JobParameters.Empty.With("events", Events).With("keys", Keys).With("rate", 40_000).With("name", name).With("timerUpTo", TimerUpTo).With("timerDelayMs", 300);
 
