@@ -41,6 +41,18 @@ public sealed record SubtaskCheckpointStats
 
     /// <summary>Full size of the subtask's state (including files reused from earlier checkpoints).</summary>
     [Id(6)] public long FullSize { get; init; }
+
+    /// <summary>Changelog mode: bytes of changelog written since the subtask's previous checkpoint (uploaded mostly before the barrier).</summary>
+    [Id(7)] public long ChangelogBytes { get; init; }
+
+    /// <summary>Changelog mode: the materialization the checkpoint refers to.</summary>
+    [Id(8)] public long? MaterializationId { get; init; }
+
+    /// <summary>Changelog mode: size of that materialization.</summary>
+    [Id(9)] public long MaterializedSize { get; init; }
+
+    /// <summary>Changelog mode: how long that materialization took (local snapshot and upload).</summary>
+    [Id(10)] public TimeSpan? MaterializationDuration { get; init; }
 }
 
 /// <summary>Why a checkpoint did not complete.</summary>
@@ -120,4 +132,7 @@ public sealed record CheckpointStats
 
     /// <summary>Path of the manifest, when completed.</summary>
     [Id(12)] public string? ManifestPath { get; init; }
+
+    /// <summary>Changelog mode: changelog bytes written by all subtasks since their previous checkpoint.</summary>
+    [Id(13)] public long ChangelogBytes { get; init; }
 }

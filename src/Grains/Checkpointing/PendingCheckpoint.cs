@@ -88,6 +88,7 @@ internal sealed class PendingCheckpoint(long checkpointId, int attempt, DateTime
             FailureMessage = message,
             BytesUploaded = subtasks.Sum(static s => s.BytesUploaded),
             FullSize = subtasks.Sum(static s => s.FullSize),
+            ChangelogBytes = subtasks.Sum(static s => s.ChangelogBytes),
             MaxSynchronous = subtasks.Length == 0 ? TimeSpan.Zero : subtasks.Max(static s => s.Synchronous),
             MaxAsynchronous = subtasks.Length == 0 ? TimeSpan.Zero : subtasks.Max(static s => s.Asynchronous),
             MaxAlignment = subtasks.Length == 0 ? TimeSpan.Zero : subtasks.Max(static s => s.Alignment),
