@@ -176,8 +176,17 @@ public sealed record RestoreProgress
     /// </summary>
     [Id(7)] public long BytesLinked { get; init; }
 
+    /// <summary>Changelog mode: segments replayed so far.</summary>
+    [Id(8)] public int ChangelogSegmentsDone { get; init; }
+
+    /// <summary>Changelog mode: segments to replay after the materialized files.</summary>
+    [Id(9)] public int ChangelogSegmentsTotal { get; init; }
+
+    /// <summary>Changelog mode: bytes of changelog replayed so far.</summary>
+    [Id(10)] public long ChangelogBytesReplayed { get; init; }
+
     /// <inheritdoc />
-    public override string ToString() => $"checkpoint {CheckpointId}: {FilesDone}/{FilesTotal} files, {BytesDone}/{BytesTotal} bytes ({BytesDownloaded} downloaded, {BytesLinked} linked from storage){(Completed ? ", done" : string.Empty)}";
+    public override string ToString() => $"checkpoint {CheckpointId}: {FilesDone}/{FilesTotal} files, {BytesDone}/{BytesTotal} bytes ({BytesDownloaded} downloaded, {BytesLinked} linked from storage){(ChangelogSegmentsTotal > 0 ? $", changelog {ChangelogSegmentsDone}/{ChangelogSegmentsTotal} segments" : string.Empty)}{(Completed ? ", done" : string.Empty)}";
 }
 
 /// <summary>A snapshot of a job's status.</summary>

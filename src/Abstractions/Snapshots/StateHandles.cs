@@ -30,12 +30,28 @@ public sealed record KeyedStateHandle
     /// <summary>Key groups the state covers.</summary>
     [Id(0)] public required KeyGroupRange KeyGroups { get; init; }
 
-    /// <summary>Every file of the RocksDB checkpoint.</summary>
+    /// <summary>Every file of the RocksDB checkpoint (in changelog mode: of the materialization).</summary>
     [Id(1)] public required IReadOnlyList<StateFile> Files { get; init; }
 
-    /// <summary>Total bytes of the state (all files).</summary>
+    /// <summary>Changelog mode: the materialization <see cref="Files"/> are (increasing per subtask).</summary>
+    [Id(2)] public long? MaterializationId { get; init; }
+
+    /// <summary>
+    /// Changelog mode: the segments written after the materialization, in sequence order; restore replays them on top of
+    /// <see cref="Files"/>. Null in incremental mode.
+    /// </summary>
+    [Id(3)] public IReadOnlyList<StateFile>? Changelog { get; init; }
+
+    /// <summary>Total bytes of the state (all files and changelog segments).</summary>
     [JsonIgnore]
-    public long FullSize => Files.Sum(static f => f.Length);
+    public long FullSize => Files.Sum(static f => f.Length) + ChangelogSize;
+
+    /// <summary>Bytes of the changelog segments.</summary>
+    [JsonIgnore]
+    public long ChangelogSize => Changelog?.Sum(static f => f.Length) ?? 0;
+
+    /// <summary>The files and the changelog segments.</summary>
+    public IEnumerable<StateFile> AllFiles() => Changelog is { } changelog ? Files.Concat(changelog) : Files;
 }
 
 /// <summary>The state of one operator in one subtask.</summary>
@@ -139,7 +155,7 @@ public sealed record CheckpointManifest
     [Id(10)] public SavepointFormat Format { get; init; } = SavepointFormat.Native;
 
     /// <summary>Every file the snapshot references.</summary>
-    public IEnumerable<StateFile> Files() => Operators.SelectMany(static o => o.Subtasks).SelectMany(static s => (s.KeyedState?.Files ?? []).Concat(s.CanonicalState is { } canonical ? [canonical.File] : []));
+    public IEnumerable<StateFile> Files() => Operators.SelectMany(static o => o.Subtasks).SelectMany(static s => (s.KeyedState?.AllFiles() ?? []).Concat(s.CanonicalState is { } canonical ? [canonical.File] : []));
 
     /// <summary>
     /// This manifest with every file path resolved against the storage root: a savepoint's paths are relative to its
@@ -158,7 +174,7 @@ public sealed record CheckpointManifest
             {
                 Subtasks = o.Subtasks.Select(s => s with
                 {
-                    KeyedState = s.KeyedState is { } keyed ? keyed with { Files = keyed.Files.Select(Relocate).ToArray() } : null,
+                    KeyedState = s.KeyedState is { } keyed ? keyed with { Files = keyed.Files.Select(Relocate).ToArray(), Changelog = keyed.Changelog?.Select(Relocate).ToArray() } : null,
                     CanonicalState = s.CanonicalState is { } canonical ? canonical with { File = Relocate(canonical.File) } : null,
                 }).ToArray(),
             }).ToArray(),

@@ -145,7 +145,14 @@ internal sealed class FlatMapOperator<TIn, TOut>(string uid, Action<TIn, ICollec
 }
 
 /// <summary>What an operator's state amounts to in one checkpoint, and what storing it cost.</summary>
-internal sealed record OperatorSnapshotResult(OperatorSubtaskState State, long BytesUploaded, long FullSize);
+internal sealed record OperatorSnapshotResult(OperatorSubtaskState State, long BytesUploaded, long FullSize)
+{
+    /// <summary>Changelog mode: changelog bytes written since the previous checkpoint.</summary>
+    public long ChangelogBytes { get; init; }
+
+    /// <summary>Changelog mode: the materialization the snapshot refers to.</summary>
+    public State.Changelog.Materialization? Materialization { get; init; }
+}
 
 /// <summary>The asynchronous part of an operator's snapshot.</summary>
 internal sealed record PendingSnapshot(string Uid, Func<CancellationToken, Task<OperatorSnapshotResult>> CompleteAsync);

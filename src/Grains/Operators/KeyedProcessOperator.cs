@@ -4,6 +4,7 @@ using StreamGrains.Graph;
 using StreamGrains.Runtime;
 using StreamGrains.Snapshots;
 using StreamGrains.State;
+using StreamGrains.State.Changelog;
 using StreamGrains.State.RocksDb;
 using StreamGrains.State.Savepoints;
 using StreamGrains.State.Serialization;
@@ -20,6 +21,7 @@ internal sealed class KeyedProcessOperator<TKey, TIn, TOut>(KeyedProcessNode<TKe
     private readonly Func<TIn, TKey> _selector = node.Key.Selector;
     private RocksDbKeyedStateBackend<TKey>? _backend;
     private IncrementalSnapshotter? _snapshotter;
+    private ChangelogSnapshotter? _changelog;
     private OperatorContext? _context;
 
     public override long? NextTimerTimestamp => Backend.NextTimerTimestamp;
@@ -46,17 +48,24 @@ internal sealed class KeyedProcessOperator<TKey, TIn, TOut>(KeyedProcessNode<TKe
 
     private OperatorContext Context => _context ?? throw new InvalidOperationException($"Operator '{Uid}' is not open.");
 
+    /// <summary>Where changelog mode keeps its materializations' local copies (apart from incremental checkpoints').</summary>
+    private static string MaterializationRoot(string localRoot) => Path.Combine(localRoot, "materialized");
+
     public override async ValueTask OpenAsync(OperatorContext context)
     {
         _context = context;
         var directory = context.OperatorDirectory(Uid);
         var localRoot = context.OperatorLocalCheckpointRoot(Uid);
+        var progress = context.RestoreProgress is { } reported ? new ReplayAwareProgress(reported) : null;
         KeyedStateHandle? owned = null;
+        KeyedStateHandle[] replay = [];
         if (context.Restore is { } restore && restore.Operators.TryGetValue(Uid, out var parts) && parts.Count > 0)
         {
+            replay = parts.Select(static p => p.KeyedState).OfType<KeyedStateHandle>().Where(static h => h.Changelog is { Count: > 0 }).ToArray();
+            progress?.ExpectChangelog(replay.Sum(static h => h.Changelog!.Count));
             try
             {
-                owned = await RestoreAsync(context, restore, parts, directory, localRoot);
+                owned = await RestoreAsync(context with { RestoreProgress = progress }, restore, parts, directory, localRoot);
             }
             catch (State.Storage.CheckpointStorageException ex)
             {
@@ -69,10 +78,33 @@ internal sealed class KeyedProcessOperator<TKey, TIn, TOut>(KeyedProcessNode<TKe
         }
 
         _backend = KeyedStateBackends.Create(node.Key.Serializer, context, Uid);
-        if (context.Storage is { } checkpointStorage && context.Spec.Checkpointing.Enabled)
+        if (replay.Length > 0)
+        {
+            try
+            {
+                await ChangelogReplay.ReplayAsync(_backend, replay, context.Storage!, progress!.Replayed, context.Stopping);
+            }
+            catch (Exception ex) when (ex is State.Storage.CheckpointStorageException or State.Serialization.StateFormatException)
+            {
+                _backend.Dispose();
+                _backend = null;
+                throw new RestoreException($"Operator '{Uid}' subtask {context.SubtaskIndex} could not replay the changelog of snapshot {context.Restore!.CheckpointId}: {ex.Message}", ex);
+            }
+        }
+
+        var checkpointing = context.Spec.Checkpointing;
+        if (context.Storage is { } checkpointStorage && checkpointing.Enabled)
         {
             var owner = new SnapshotOwner(context.Subtask.Job.Value, Uid, context.SubtaskIndex, context.KeyGroups);
-            _snapshotter = new IncrementalSnapshotter(_backend, checkpointStorage, owner, localRoot, owned, context.Spec.Checkpointing.LocalRecovery);
+            if (checkpointing.Mode == CheckpointMode.Changelog)
+            {
+                var options = new ChangelogOptions(checkpointing.MaterializationInterval, checkpointing.ChangelogSegmentBytes, checkpointing.ChangelogSegmentInterval);
+                _changelog = new ChangelogSnapshotter(_backend, checkpointStorage, owner, MaterializationRoot(localRoot), owned, checkpointing.LocalRecovery, options);
+            }
+            else
+            {
+                _snapshotter = new IncrementalSnapshotter(_backend, checkpointStorage, owner, localRoot, owned, checkpointing.LocalRecovery);
+            }
         }
 
         try
@@ -109,7 +141,9 @@ internal sealed class KeyedProcessOperator<TKey, TIn, TOut>(KeyedProcessNode<TKe
         var handles = parts.Select(static p => p.KeyedState).OfType<KeyedStateHandle>().ToArray();
         if (handles.Length == 1 && handles[0].KeyGroups == context.KeyGroups)
         {
-            var local = context.Spec.Checkpointing.LocalRecovery ? IncrementalSnapshotter.LocalCheckpointDirectory(localRoot, restore.CheckpointId) : null;
+            var local = !context.Spec.Checkpointing.LocalRecovery ? null
+                : handles[0].MaterializationId is { } materialization ? ChangelogSnapshotter.LocalMaterializationDirectory(MaterializationRoot(localRoot), materialization)
+                : IncrementalSnapshotter.LocalCheckpointDirectory(localRoot, restore.CheckpointId);
             await KeyedStateRestorer.RestoreAsync(handles[0], restore.CheckpointId, storage, directory, local, context.RestoreProgress, context.Stopping);
             return restore.OwnsFiles ? handles[0] : null;
         }
@@ -121,15 +155,32 @@ internal sealed class KeyedProcessOperator<TKey, TIn, TOut>(KeyedProcessNode<TKe
 
     public override PendingSnapshot? SnapshotState(long checkpointId, SnapshotOptions options)
     {
-        if (_snapshotter is not { } snapshotter)
+        var index = Context.SubtaskIndex;
+        if (_changelog is { } changelog && options.Format != SavepointFormat.Canonical)
+        {
+            var complete = changelog.Snapshot(checkpointId, Context.KeyGroups);
+            return new PendingSnapshot(Uid, async cancellationToken =>
+            {
+                var snapshot = await complete(cancellationToken);
+                var state = new OperatorSubtaskState { SubtaskIndex = index, KeyedState = snapshot.Handle };
+                return new OperatorSnapshotResult(state, snapshot.BytesUploaded, snapshot.Handle.FullSize)
+                {
+                    ChangelogBytes = snapshot.ChangelogBytes,
+                    Materialization = snapshot.Materialization,
+                };
+            });
+        }
+
+        if (_snapshotter is null && _changelog is null)
         {
             return null;
         }
 
-        var local = snapshotter.TakeLocalSnapshot(checkpointId);
-        var index = Context.SubtaskIndex;
         if (options.Format == SavepointFormat.Canonical)
         {
+            var local = _changelog is { } viewed
+                ? viewed.TakeLocalView(checkpointId, Context.OperatorDirectory(Uid + ".views"))
+                : _snapshotter!.TakeLocalSnapshot(checkpointId);
             var directory = options.SavepointDirectory ?? throw new InvalidOperationException($"Canonical savepoint {checkpointId} has no directory.");
             var storage = Context.Storage!;
             var keyGroups = Context.KeyGroups;
@@ -151,17 +202,35 @@ internal sealed class KeyedProcessOperator<TKey, TIn, TOut>(KeyedProcessNode<TKe
             });
         }
 
+        var snapshotter = _snapshotter!;
+        var taken = snapshotter.TakeLocalSnapshot(checkpointId);
         return new PendingSnapshot(Uid, async cancellationToken =>
         {
-            var uploaded = await snapshotter.UploadAsync(local, cancellationToken);
+            var uploaded = await snapshotter.UploadAsync(taken, cancellationToken);
             return new OperatorSnapshotResult(new OperatorSubtaskState { SubtaskIndex = index, KeyedState = uploaded.Handle }, uploaded.BytesUploaded, uploaded.Handle.FullSize);
         });
     }
 
-    public override void NotifyCheckpointComplete(long checkpointId) => _snapshotter?.Completed(checkpointId);
+    public override void NotifyCheckpointComplete(long checkpointId)
+    {
+        _snapshotter?.Completed(checkpointId);
+        if (_changelog?.Completed(checkpointId) is { IsCompleted: false } truncation)
+        {
+            _ = truncation.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
+        }
+    }
 
-    public override Task NotifyCheckpointAbortedAsync(long checkpointId, CancellationToken cancellationToken) =>
-        _snapshotter?.AbortedAsync(checkpointId, cancellationToken) ?? Task.CompletedTask;
+    public override Task NotifyCheckpointAbortedAsync(long checkpointId, CancellationToken cancellationToken)
+    {
+        _changelog?.Aborted(checkpointId);
+        return _snapshotter?.AbortedAsync(checkpointId, cancellationToken) ?? Task.CompletedTask;
+    }
+
+    public override ValueTask AfterBatchAsync(CancellationToken cancellationToken)
+    {
+        _changelog?.Tick();
+        return ValueTask.CompletedTask;
+    }
 
     public void Process(TIn record)
     {
@@ -222,6 +291,27 @@ internal sealed class KeyedProcessOperator<TKey, TIn, TOut>(KeyedProcessNode<TKe
         }
 
         return ValueTask.CompletedTask;
+    }
+}
+
+/// <summary>Passes restore progress through, holding back "completed" until the changelog was replayed too.</summary>
+internal sealed class ReplayAwareProgress(IProgress<RestoreProgress> inner) : IProgress<RestoreProgress>
+{
+    private RestoreProgress _last = new();
+    private int _segments;
+
+    public void ExpectChangelog(int segments) => _segments = segments;
+
+    public void Report(RestoreProgress value)
+    {
+        _last = value with { ChangelogSegmentsTotal = _segments, Completed = value.Completed && _segments == 0 };
+        inner.Report(_last);
+    }
+
+    public void Replayed(int done, int total, long bytes)
+    {
+        _last = _last with { ChangelogSegmentsDone = done, ChangelogSegmentsTotal = total, ChangelogBytesReplayed = bytes, Completed = done == total };
+        inner.Report(_last);
     }
 }
 

@@ -550,6 +550,10 @@ internal sealed class SubtaskRunner : IAsyncDisposable
                     Asynchronous = watch.Elapsed,
                     BytesUploaded = results.Sum(static r => r.BytesUploaded),
                     FullSize = results.Sum(static r => r.FullSize),
+                    ChangelogBytes = results.Sum(static r => r.ChangelogBytes),
+                    MaterializationId = results.Max(static r => r.Materialization?.Id),
+                    MaterializedSize = results.Sum(static r => r.Materialization?.Size ?? 0),
+                    MaterializationDuration = results.Max(static r => r.Materialization?.Duration),
                 },
             };
             _services.Listener.OnCheckpointAcknowledged(ack);

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Diagnostics.CodeAnalysis;
 using RocksDbSharp;
+using StreamGrains.State.Changelog;
 
 namespace StreamGrains.State.RocksDb;
 
@@ -49,10 +50,12 @@ internal abstract class CachedState<TKey, TValue> : ICachedState, ISpanDeseriali
                 scratch.ResetWrittenCount();
                 Encode(entry.Value!, scratch);
                 batch.Put(key, scratch.WrittenSpan, ColumnFamily);
+                Backend.LogChange(ChangeKind.Put, ColumnFamily, key, scratch.WrittenSpan);
             }
             else
             {
                 batch.Delete(key, ColumnFamily);
+                Backend.LogChange(ChangeKind.Delete, ColumnFamily, key, []);
             }
 
             entry.Dirty = false;
@@ -101,6 +104,7 @@ internal abstract class CachedState<TKey, TValue> : ICachedState, ISpanDeseriali
             scratch.ResetWrittenCount();
             Encode(value, scratch);
             Backend.Database.Put(key, scratch.WrittenSpan, ColumnFamily, Backend.WriteOptions);
+            Backend.LogChange(ChangeKind.Put, ColumnFamily, key, scratch.WrittenSpan);
             return;
         }
 
@@ -117,6 +121,7 @@ internal abstract class CachedState<TKey, TValue> : ICachedState, ISpanDeseriali
         if (!Backend.CacheEnabled)
         {
             Backend.Database.Remove(key, ColumnFamily, Backend.WriteOptions);
+            Backend.LogChange(ChangeKind.Delete, ColumnFamily, key, []);
             return;
         }
 

@@ -8,4 +8,10 @@ public interface IRocksDbInstance
 
     /// <summary>Writes state buffered in memory (the write-back cache) into the database.</summary>
     void Flush();
+
+    /// <summary>Receives every mutation written to the database (changelog mode); null when nobody listens.</summary>
+    Changelog.IStateChangeLogger? ChangeLogger { get; set; }
+
+    /// <summary>Applies one changelog segment (restore); returns the number of changes applied.</summary>
+    long ApplyChangelog(ReadOnlySpan<byte> segment, string path, long sequence);
 }

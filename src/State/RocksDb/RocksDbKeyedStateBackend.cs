@@ -1,5 +1,6 @@
 using System.Buffers;
 using RocksDbSharp;
+using StreamGrains.State.Changelog;
 using StreamGrains.State.Keys;
 using StreamGrains.State.Serialization;
 using StreamGrains.State.Timers;
@@ -30,6 +31,7 @@ public sealed class RocksDbKeyedStateBackend<TKey> : IKeyedStateBackend<TKey>, I
     private readonly DbOptions _dbOptions;
     private readonly ColumnFamilyOptions _columnFamilyOptions;
     private readonly Dictionary<string, RegisteredState> _states = new(StringComparer.Ordinal);
+    private readonly Dictionary<ColumnFamilyHandle, string> _columnFamilyNames = new(ReferenceEqualityComparer.Instance);
     private readonly List<ICachedState> _cachedStates = [];
     private readonly ArrayBufferWriter<byte> _keyScratch = new(64);
     private readonly TimerQueue _timers;
@@ -96,6 +98,9 @@ public sealed class RocksDbKeyedStateBackend<TKey> : IKeyedStateBackend<TKey>, I
 
     /// <summary>Number of entries in the write-back cache.</summary>
     public int CachedEntries => _cachedEntries;
+
+    /// <inheritdoc />
+    public IStateChangeLogger? ChangeLogger { get; set; }
 
     /// <summary>Names of the registered states' column families.</summary>
     public IReadOnlyCollection<string> StateNames => _states.Keys;
@@ -189,7 +194,9 @@ public sealed class RocksDbKeyedStateBackend<TKey> : IKeyedStateBackend<TKey>, I
         var keyPart = CurrentKeyBytes;
         if (_timers.Add(timestamp, keyPart))
         {
-            Database.Put(TimerStoredKey(timestamp, keyPart), ReadOnlySpan<byte>.Empty, _timersColumnFamily, WriteOptions);
+            var stored = TimerStoredKey(timestamp, keyPart);
+            Database.Put(stored, ReadOnlySpan<byte>.Empty, _timersColumnFamily, WriteOptions);
+            LogChange(ChangeKind.Put, _timersColumnFamily, stored, []);
         }
     }
 
@@ -199,7 +206,7 @@ public sealed class RocksDbKeyedStateBackend<TKey> : IKeyedStateBackend<TKey>, I
         var keyPart = CurrentKeyBytes;
         if (_timers.Remove(timestamp, keyPart))
         {
-            Database.Remove(TimerStoredKey(timestamp, keyPart), _timersColumnFamily, WriteOptions);
+            RemoveTimer(TimerStoredKey(timestamp, keyPart));
         }
     }
 
@@ -213,7 +220,7 @@ public sealed class RocksDbKeyedStateBackend<TKey> : IKeyedStateBackend<TKey>, I
         }
 
         _timers.Remove(timer.Timestamp, timer.KeyPart);
-        Database.Remove(TimerStoredKey(timer.Timestamp, timer.KeyPart), _timersColumnFamily, WriteOptions);
+        RemoveTimer(TimerStoredKey(timer.Timestamp, timer.KeyPart));
         SetCurrentKeyPart(timer.KeyPart);
         timestamp = timer.Timestamp;
         return true;
@@ -233,6 +240,21 @@ public sealed class RocksDbKeyedStateBackend<TKey> : IKeyedStateBackend<TKey>, I
         {
             Database.Write(batch, WriteOptions);
         }
+    }
+
+    /// <inheritdoc />
+    /// <remarks>
+    /// Applies a changelog segment (restore: materialized state + changelog tail): every change of a key group this
+    /// backend owns is written to RocksDB (timers also to the timer queue), the others are skipped. Not logged again.
+    /// Call before any record is processed.
+    /// </remarks>
+    public long ApplyChangelog(ReadOnlySpan<byte> segment, string path, long sequence)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        using var replay = new Replay(this);
+        var applied = ChangelogSegment.Replay(segment, path, sequence, _options.KeyGroups, replay);
+        replay.Commit();
+        return applied;
     }
 
     /// <inheritdoc />
@@ -270,6 +292,24 @@ public sealed class RocksDbKeyedStateBackend<TKey> : IKeyedStateBackend<TKey>, I
         _cachedEntries++;
     }
 
+    /// <summary>Passes a mutation to the changelog, when there is one.</summary>
+    internal void LogChange(ChangeKind kind, ColumnFamilyHandle columnFamily, ReadOnlySpan<byte> key, ReadOnlySpan<byte> value) =>
+        ChangeLogger?.Log(kind, _columnFamilyNames[columnFamily], key, value);
+
+    private static byte[] TimerKeyPart(ReadOnlySpan<byte> stored)
+    {
+        var keyPart = new byte[stored.Length - 8];
+        stored[..StateKeys.KeyGroupPrefixLength].CopyTo(keyPart);
+        stored[(StateKeys.KeyGroupPrefixLength + 8)..].CopyTo(keyPart.AsSpan(StateKeys.KeyGroupPrefixLength));
+        return keyPart;
+    }
+
+    private void RemoveTimer(byte[] stored)
+    {
+        Database.Remove(stored, _timersColumnFamily, WriteOptions);
+        LogChange(ChangeKind.Delete, _timersColumnFamily, stored, []);
+    }
+
     private static byte[] TimerStoredKey(long timestamp, ReadOnlySpan<byte> keyPart)
     {
         var stored = new byte[keyPart.Length + 8];
@@ -304,16 +344,16 @@ public sealed class RocksDbKeyedStateBackend<TKey> : IKeyedStateBackend<TKey>, I
                 break;
             }
 
-            var timestamp = StateKeys.ReadTimestamp(stored[StateKeys.KeyGroupPrefixLength..]);
-            var keyPart = new byte[stored.Length - 8];
-            stored[..StateKeys.KeyGroupPrefixLength].CopyTo(keyPart);
-            stored[(StateKeys.KeyGroupPrefixLength + 8)..].CopyTo(keyPart.AsSpan(StateKeys.KeyGroupPrefixLength));
-            _timers.Add(timestamp, keyPart);
+            _timers.Add(StateKeys.ReadTimestamp(stored[StateKeys.KeyGroupPrefixLength..]), TimerKeyPart(stored));
         }
     }
 
-    private ColumnFamilyHandle GetOrCreateColumnFamily(string name) =>
-        Database.TryGetColumnFamily(name, out var handle) ? handle : Database.CreateColumnFamily(_columnFamilyOptions, name);
+    private ColumnFamilyHandle GetOrCreateColumnFamily(string name)
+    {
+        var handle = Database.TryGetColumnFamily(name, out var existing) ? existing : Database.CreateColumnFamily(_columnFamilyOptions, name);
+        _columnFamilyNames[handle] = name;
+        return handle;
+    }
 
     private TState Register<TState>(StateDescriptor descriptor, Type valueType, Func<ColumnFamilyHandle, TState> create)
         where TState : class
@@ -340,4 +380,66 @@ public sealed class RocksDbKeyedStateBackend<TKey> : IKeyedStateBackend<TKey>, I
     }
 
     private sealed record RegisteredState(StateKind Kind, Type ValueType, object State);
+
+    /// <summary>Writes replayed changes in batches.</summary>
+    private sealed class Replay(RocksDbKeyedStateBackend<TKey> backend) : IChangeVisitor, IDisposable
+    {
+        private const int BatchEntries = 16_384;
+        private readonly Dictionary<string, ColumnFamilyHandle> _families = new(StringComparer.Ordinal);
+        private WriteBatch _batch = new();
+        private int _pending;
+
+        public void Visit(ChangeKind kind, string state, ReadOnlySpan<byte> key, ReadOnlySpan<byte> value)
+        {
+            if (!_families.TryGetValue(state, out var family))
+            {
+                family = backend.GetOrCreateColumnFamily(state);
+                _families[state] = family;
+            }
+
+            var timer = ReferenceEquals(family, backend._timersColumnFamily);
+            switch (kind)
+            {
+                case ChangeKind.Put:
+                    _batch.Put(key, value, family);
+                    if (timer)
+                    {
+                        backend._timers.Add(StateKeys.ReadTimestamp(key[StateKeys.KeyGroupPrefixLength..]), TimerKeyPart(key));
+                    }
+
+                    break;
+                case ChangeKind.Delete:
+                    _batch.Delete(key, family);
+                    if (timer)
+                    {
+                        backend._timers.Remove(StateKeys.ReadTimestamp(key[StateKeys.KeyGroupPrefixLength..]), TimerKeyPart(key));
+                    }
+
+                    break;
+                case ChangeKind.DeleteRange:
+                    var start = key.ToArray();
+                    var end = value.ToArray();
+                    _batch.DeleteRange(start, (ulong)start.Length, end, (ulong)end.Length, family);
+                    break;
+            }
+
+            if (++_pending >= BatchEntries)
+            {
+                Commit();
+            }
+        }
+
+        public void Commit()
+        {
+            if (_pending > 0)
+            {
+                backend.Database.Write(_batch, backend.WriteOptions);
+                _batch.Dispose();
+                _batch = new WriteBatch();
+                _pending = 0;
+            }
+        }
+
+        public void Dispose() => _batch.Dispose();
+    }
 }

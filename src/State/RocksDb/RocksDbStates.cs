@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Diagnostics.CodeAnalysis;
 using RocksDbSharp;
+using StreamGrains.State.Changelog;
 using StreamGrains.State.Serialization;
 
 namespace StreamGrains.State.RocksDb;
@@ -151,9 +152,15 @@ internal sealed class RocksDbMapState<TKey, TUserKey, TValue>(
         scratch.ResetWrittenCount();
         codec.Write(value, scratch);
         backend.Database.Put(entryKey, scratch.WrittenSpan, columnFamily, backend.WriteOptions);
+        backend.LogChange(ChangeKind.Put, columnFamily, entryKey, scratch.WrittenSpan);
     }
 
-    public void Remove(TUserKey key) => backend.Database.Remove(EntryKey(key), columnFamily, backend.WriteOptions);
+    public void Remove(TUserKey key)
+    {
+        var entryKey = EntryKey(key);
+        backend.Database.Remove(entryKey, columnFamily, backend.WriteOptions);
+        backend.LogChange(ChangeKind.Delete, columnFamily, entryKey, []);
+    }
 
     public bool ContainsKey(TUserKey key) => backend.Database.HasKey(EntryKey(key), columnFamily);
 
@@ -199,6 +206,7 @@ internal sealed class RocksDbMapState<TKey, TUserKey, TValue>(
         using var batch = new WriteBatch();
         batch.DeleteRange(start, (ulong)start.Length, end, (ulong)end.Length, columnFamily);
         backend.Database.Write(batch, backend.WriteOptions);
+        backend.LogChange(ChangeKind.DeleteRange, columnFamily, start, end);
     }
 
     Found ISpanDeserializer<Found>.Deserialize(ReadOnlySpan<byte> buffer) => new(true, codec.Read(buffer));

@@ -51,6 +51,7 @@ public sealed class IncrementalSnapshotter
     private readonly SnapshotOwner _owner;
     private readonly string _localRoot;
     private readonly bool _keepLocalCopies;
+    private readonly string? _privatePrefix;
     private readonly ConcurrentDictionary<long, ConcurrentBag<string>> _uploads = new();
     private readonly ConcurrentDictionary<long, KeyedStateHandle> _results = new();
     private ImmutableDictionary<string, StateFile> _confirmed;
@@ -63,8 +64,13 @@ public sealed class IncrementalSnapshotter
     /// <param name="localRoot">Directory for local RocksDB checkpoints (kept across restarts for local recovery).</param>
     /// <param name="restored">The handle the instance was restored from: its shared files are in storage already.</param>
     /// <param name="keepLocalCopies">Whether to keep the last completed local checkpoint for local recovery.</param>
-    public IncrementalSnapshotter(IRocksDbInstance instance, ICheckpointStorage storage, SnapshotOwner owner, string localRoot, KeyedStateHandle? restored, bool keepLocalCopies)
+    /// <param name="privatePrefix">
+    /// Null: the non-SST files go to the checkpoint's directory and are private to it. Otherwise (materializations, which
+    /// several checkpoints refer to): they go under this prefix and are marked shared, so they are reference-counted.
+    /// </param>
+    public IncrementalSnapshotter(IRocksDbInstance instance, ICheckpointStorage storage, SnapshotOwner owner, string localRoot, KeyedStateHandle? restored, bool keepLocalCopies, string? privatePrefix = null)
     {
+        _privatePrefix = privatePrefix;
         _instance = instance;
         _storage = storage;
         _owner = owner;
@@ -105,6 +111,7 @@ public sealed class IncrementalSnapshotter
         var uploads = _uploads.GetOrAdd(snapshot.CheckpointId, static _ => []);
         var files = new StateFile[snapshot.Files.Count];
         long uploaded = 0;
+        var privateSuffix = Guid.NewGuid().ToString("N")[..8];
         using var gate = new SemaphoreSlim(ParallelTransfers);
         var tasks = snapshot.Files.Select(async (file, i) =>
         {
@@ -117,13 +124,15 @@ public sealed class IncrementalSnapshotter
 
             var path = shared
                 ? $"{SnapshotLayout.SharedDirectory(_owner.JobId)}/{_owner.OperatorUid}/{_owner.SubtaskIndex}-{Guid.NewGuid():N}.sst"
-                : string.Create(CultureInfo.InvariantCulture, $"{SnapshotLayout.CheckpointDirectory(_owner.JobId, snapshot.CheckpointId)}/{_owner.OperatorUid}/{_owner.SubtaskIndex}/{file.Name}");
+                : _privatePrefix is { } prefix
+                    ? string.Create(CultureInfo.InvariantCulture, $"{prefix}/{snapshot.CheckpointId}-{privateSuffix}/{file.Name}")
+                    : string.Create(CultureInfo.InvariantCulture, $"{SnapshotLayout.CheckpointDirectory(_owner.JobId, snapshot.CheckpointId)}/{_owner.OperatorUid}/{_owner.SubtaskIndex}/{file.Name}");
             await gate.WaitAsync(cancellationToken);
             try
             {
                 uploads.Add(path);
                 var stored = await _storage.UploadFileAsync(Path.Combine(snapshot.Directory, file.Name), path, cancellationToken);
-                files[i] = new StateFile { Name = file.Name, Path = path, Length = stored.Length, Checksum = stored.Checksum, Shared = shared };
+                files[i] = new StateFile { Name = file.Name, Path = path, Length = stored.Length, Checksum = stored.Checksum, Shared = shared || _privatePrefix is not null };
                 Interlocked.Add(ref uploaded, stored.Length);
             }
             finally

@@ -1,0 +1,265 @@
+using System.Diagnostics;
+using System.Globalization;
+using StreamGrains.Snapshots;
+using StreamGrains.State.RocksDb;
+using StreamGrains.State.Snapshots;
+using StreamGrains.State.Storage;
+
+namespace StreamGrains.State.Changelog;
+
+/// <summary>Settings of changelog mode.</summary>
+/// <param name="MaterializationInterval">Time between background materializations.</param>
+/// <param name="SegmentBytes">A segment is sealed at this size.</param>
+/// <param name="SegmentInterval">A segment with changes is sealed after this time at most.</param>
+public sealed record ChangelogOptions(TimeSpan MaterializationInterval, int SegmentBytes, TimeSpan SegmentInterval);
+
+/// <summary>A materialization: an incremental snapshot of the whole instance and the changelog position it covers.</summary>
+/// <param name="Id">Increasing per subtask.</param>
+/// <param name="Files">The files of the RocksDB checkpoint in storage.</param>
+/// <param name="UpTo">Sequence number of the last segment whose changes the materialization contains.</param>
+/// <param name="Inherited">Segments of a restored checkpoint after <see cref="UpTo"/> (already in storage), replayed before this writer's segments.</param>
+/// <param name="Duration">Local snapshot and upload.</param>
+/// <param name="BytesUploaded">Bytes the upload took.</param>
+public sealed record Materialization(long Id, IReadOnlyList<StateFile> Files, long UpTo, IReadOnlyList<StateFile> Inherited, TimeSpan Duration, long BytesUploaded)
+{
+    /// <summary>Bytes of the materialized files.</summary>
+    public long Size => Files.Sum(static f => f.Length);
+}
+
+/// <summary>What a changelog checkpoint of one subtask amounts to.</summary>
+/// <param name="Handle">The state handle: materialization files and changelog segments.</param>
+/// <param name="ChangelogBytes">Changelog bytes written since the subtask's previous checkpoint.</param>
+/// <param name="BytesUploaded">Bytes uploaded for this checkpoint after its barrier (the tail, and the materialization when it had to wait for one).</param>
+/// <param name="Materialization">The materialization it refers to.</param>
+public sealed record ChangelogSnapshot(KeyedStateHandle Handle, long ChangelogBytes, long BytesUploaded, Materialization Materialization);
+
+/// <summary>
+/// Changelog mode for one RocksDB instance: every mutation goes to a <see cref="StateChangelogWriter"/>; in the
+/// background the instance is materialized every <see cref="ChangelogOptions.MaterializationInterval"/> by an
+/// <see cref="IncrementalSnapshotter"/>; a checkpoint seals the changelog's tail and refers to the latest uploaded
+/// materialization plus the segments written after it.
+/// </summary>
+/// <remarks>
+/// <para>Invariants: (1) a materialization covers exactly the segments up to its <see cref="Materialization.UpTo"/>: the
+/// cache is flushed (which logs), the open segment sealed, then the RocksDB checkpoint taken, all on the mailbox; (2) a
+/// checkpoint's handle = materialization + every segment after it, so restore = files + replay; (3) segments a
+/// confirmed materialization covers are forgotten; those no completed checkpoint referred to are deleted here, the
+/// others by the coordinator once no retained checkpoint refers to them (they are shared files); (4) materialization
+/// files are reused only from a confirmed one (one a completed checkpoint referred to), as in incremental mode.</para>
+/// <para>Threading: everything but the uploads runs on the subtask's mailbox.</para>
+/// </remarks>
+public sealed class ChangelogSnapshotter
+{
+    private readonly IRocksDbInstance _instance;
+    private readonly ICheckpointStorage _storage;
+    private readonly ChangelogOptions _options;
+    private readonly IncrementalSnapshotter _materializer;
+    private readonly StateChangelogWriter _writer;
+    private readonly Dictionary<long, (Task<Materialization> Materialization, long UpTo)> _pending = [];
+    private Materialization? _latest;
+    private Task<Materialization>? _inFlight;
+    private long _lastMaterializationStarted;
+    private long _nextMaterializationId;
+    private long _confirmedMaterialization = -1;
+    private long _publishedUpTo;
+    private long _lastCheckpointUpTo;
+
+    /// <summary>Creates the snapshotter and installs its changelog on <paramref name="instance"/>.</summary>
+    /// <param name="instance">The backend.</param>
+    /// <param name="storage">Checkpoint storage.</param>
+    /// <param name="owner">Whose state this is.</param>
+    /// <param name="localRoot">Local directory for the materializations' RocksDB checkpoints.</param>
+    /// <param name="restored">The handle the instance was restored from, when the job owns its files and it has these key groups.</param>
+    /// <param name="keepLocalCopies">Whether to keep the last confirmed materialization locally (local recovery).</param>
+    /// <param name="options">Changelog settings.</param>
+    public ChangelogSnapshotter(IRocksDbInstance instance, ICheckpointStorage storage, SnapshotOwner owner, string localRoot, KeyedStateHandle? restored, bool keepLocalCopies, ChangelogOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(instance);
+        ArgumentNullException.ThrowIfNull(owner);
+        ArgumentNullException.ThrowIfNull(options);
+        _instance = instance;
+        _storage = storage;
+        _options = options;
+        var prefix = ChangelogPrefix(owner);
+        _materializer = new IncrementalSnapshotter(instance, storage, owner, localRoot, restored, keepLocalCopies, privatePrefix: $"{prefix}/mat");
+        long lastSequence = -1;
+        if (restored is { MaterializationId: { } materialized, Changelog: { } segments })
+        {
+            // The restored checkpoint's materialization and segments stay valid (the job owns them): they are the base
+            // until the first materialization here.
+            lastSequence = segments.Count == 0 ? -1 : segments.Max(ChangelogSegment.SequenceOf);
+            _latest = new Materialization(materialized, restored.Files, lastSequence, segments, TimeSpan.Zero, 0);
+            _confirmedMaterialization = materialized;
+            _nextMaterializationId = materialized + 1;
+        }
+
+        _publishedUpTo = lastSequence;
+        _lastCheckpointUpTo = lastSequence;
+        _writer = new StateChangelogWriter(storage, $"{prefix}/log", owner.KeyGroups, options.SegmentBytes, options.SegmentInterval, lastSequence + 1);
+        _lastMaterializationStarted = Stopwatch.GetTimestamp();
+        instance.ChangeLogger = _writer;
+    }
+
+    /// <summary>The writer (for statistics and tests).</summary>
+    public StateChangelogWriter Writer => _writer;
+
+    /// <summary>The latest uploaded materialization, if any.</summary>
+    public Materialization? Latest => _latest;
+
+    /// <summary>Why the last materialization failed, if it did.</summary>
+    public Exception? LastMaterializationError { get; private set; }
+
+    /// <summary>Storage prefix of an operator subtask's changelog and materializations.</summary>
+    public static string ChangelogPrefix(SnapshotOwner owner)
+    {
+        ArgumentNullException.ThrowIfNull(owner);
+        return string.Create(CultureInfo.InvariantCulture, $"{owner.JobId}/changelog/{owner.OperatorUid}/{owner.SubtaskIndex}");
+    }
+
+    /// <summary>The local directory of materialization <paramref name="materializationId"/> under <paramref name="localRoot"/>.</summary>
+    public static string LocalMaterializationDirectory(string localRoot, long materializationId) => IncrementalSnapshotter.LocalCheckpointDirectory(localRoot, materializationId);
+
+    /// <summary>Adopts a finished materialization and starts the next one when it is due (called on the mailbox after each batch).</summary>
+    public void Tick()
+    {
+        Adopt();
+        if (_inFlight is null && Stopwatch.GetElapsedTime(_lastMaterializationStarted) >= _options.MaterializationInterval)
+        {
+            StartMaterialization();
+        }
+    }
+
+    /// <summary>
+    /// The synchronous part of a checkpoint: flushes the cache into the changelog and seals its tail. Without an uploaded
+    /// materialization (the first checkpoint of a fresh or rescaled subtask), one is started now and the checkpoint waits
+    /// for it.
+    /// </summary>
+    public Func<CancellationToken, Task<ChangelogSnapshot>> Snapshot(long checkpointId, KeyGroupRange keyGroups)
+    {
+        Adopt();
+        _instance.Flush();
+        var upTo = _writer.Seal();
+        Task<Materialization> materialization;
+        if (_latest is { } latest)
+        {
+            materialization = Task.FromResult(latest);
+        }
+        else
+        {
+            materialization = _inFlight ?? StartMaterialization();
+        }
+
+        var segments = _writer.SegmentsAfter(-1);
+        var since = _lastCheckpointUpTo;
+        var changelogBytes = segments.Where(s => s.Sequence > since && s.Sequence <= upTo).Sum(static s => s.Length);
+        _lastCheckpointUpTo = upTo;
+        _pending[checkpointId] = (materialization, upTo);
+        var waited = _latest is null;
+        return async cancellationToken =>
+        {
+            var materialized = await materialization.WaitAsync(cancellationToken);
+            var tail = segments.Where(s => s.Sequence > materialized.UpTo && s.Sequence <= upTo).ToArray();
+            var files = await Task.WhenAll(tail.Select(static s => s.Uploaded())).WaitAsync(cancellationToken);
+            var uploadedAfterBarrier = tail.Where(s => s.Sequence > since).Sum(static s => s.Length) + (waited ? materialized.BytesUploaded : 0);
+            var handle = new KeyedStateHandle
+            {
+                KeyGroups = keyGroups,
+                Files = materialized.Files,
+                MaterializationId = materialized.Id,
+                Changelog = [.. materialized.Inherited, .. files],
+            };
+            return new ChangelogSnapshot(handle, changelogBytes, uploadedAfterBarrier, materialized);
+        };
+    }
+
+    /// <summary>
+    /// Checkpoint <paramref name="checkpointId"/> completed: its materialization is confirmed and the segments it covers
+    /// are forgotten (on the mailbox); returns the deletion of what nobody refers to any more (off the mailbox).
+    /// </summary>
+    public Task Completed(long checkpointId)
+    {
+        if (!_pending.Remove(checkpointId, out var entry) || !entry.Materialization.IsCompletedSuccessfully)
+        {
+            return Task.CompletedTask;
+        }
+
+        foreach (var older in _pending.Keys.Where(id => id < checkpointId).ToArray())
+        {
+            _pending.Remove(older);
+        }
+
+        var materialization = entry.Materialization.Result;
+        var published = _publishedUpTo;
+        _publishedUpTo = Math.Max(_publishedUpTo, entry.UpTo);
+        if (materialization.Id <= _confirmedMaterialization)
+        {
+            return Task.CompletedTask;
+        }
+
+        // Older materializations that no completed checkpoint referred to are garbage now.
+        var deletions = new List<Task>();
+        for (var id = _confirmedMaterialization + 1; id < materialization.Id; id++)
+        {
+            deletions.Add(_materializer.AbortedAsync(id, CancellationToken.None));
+        }
+
+        _confirmedMaterialization = materialization.Id;
+        _materializer.Completed(materialization.Id);
+        foreach (var segment in _writer.Forget(materialization.UpTo))
+        {
+            if (segment.Sequence > published && segment.Upload.IsCompletedSuccessfully)
+            {
+                // Never part of a completed checkpoint: nobody else will delete it.
+                deletions.Add(_storage.DeleteAsync(segment.Upload.Result.Path, CancellationToken.None));
+            }
+        }
+
+        return Task.WhenAll(deletions);
+    }
+
+    /// <summary>Checkpoint <paramref name="checkpointId"/> was aborted: its segments and materialization stay for the next one.</summary>
+    public void Aborted(long checkpointId) => _pending.Remove(checkpointId);
+
+    /// <summary>A consistent local view of the instance (a RocksDB checkpoint) for canonical savepoints; the caller deletes it.</summary>
+    public LocalSnapshot TakeLocalView(long checkpointId, string directoryRoot)
+    {
+        var view = new IncrementalSnapshotter(_instance, _storage, new SnapshotOwner(string.Empty, string.Empty, 0, default), directoryRoot, restored: null, keepLocalCopies: false);
+        return view.TakeLocalSnapshot(checkpointId);
+    }
+
+    private void Adopt()
+    {
+        if (_inFlight is not { IsCompleted: true } done)
+        {
+            return;
+        }
+
+        _inFlight = null;
+        if (done.IsCompletedSuccessfully)
+        {
+            _latest = done.Result;
+            LastMaterializationError = null;
+        }
+        else
+        {
+            LastMaterializationError = done.Exception?.GetBaseException();
+        }
+    }
+
+    private Task<Materialization> StartMaterialization()
+    {
+        _lastMaterializationStarted = Stopwatch.GetTimestamp();
+        var watch = Stopwatch.StartNew();
+        _instance.Flush();
+        var upTo = _writer.Seal();
+        var local = _materializer.TakeLocalSnapshot(_nextMaterializationId++);
+        var materializer = _materializer;
+        var task = Task.Run(async () =>
+        {
+            var uploaded = await materializer.UploadAsync(local, CancellationToken.None);
+            return new Materialization(local.CheckpointId, uploaded.Handle.Files, upTo, [], watch.Elapsed, uploaded.BytesUploaded);
+        });
+        _inFlight = task;
+        return task;
+    }
+}

@@ -1,0 +1,182 @@
+using System.Buffers;
+using System.Diagnostics;
+using System.Globalization;
+using StreamGrains.Snapshots;
+using StreamGrains.State.Storage;
+
+namespace StreamGrains.State.Changelog;
+
+/// <summary>Receives every state mutation of a keyed state backend.</summary>
+public interface IStateChangeLogger
+{
+    /// <summary>Logs one change of state (column family) <paramref name="state"/>; the arguments are those of <see cref="IChangeVisitor.Visit"/>.</summary>
+    void Log(ChangeKind kind, string state, ReadOnlySpan<byte> key, ReadOnlySpan<byte> value);
+}
+
+/// <summary>A sealed segment: its sequence number, its size and its upload (retried when a checkpoint needs it after a failure).</summary>
+public sealed class SealedSegment
+{
+    private readonly Func<ReadOnlyMemory<byte>, Task<StateFile>> _upload;
+    private ReadOnlyMemory<byte>? _content;
+
+    internal SealedSegment(long sequence, ReadOnlyMemory<byte> content, Func<ReadOnlyMemory<byte>, Task<StateFile>> upload)
+    {
+        Sequence = sequence;
+        Length = content.Length;
+        _content = content;
+        _upload = upload;
+        Upload = Start();
+    }
+
+    /// <summary>Sequence number (consecutive per subtask).</summary>
+    public long Sequence { get; }
+
+    /// <summary>Bytes of the segment.</summary>
+    public long Length { get; }
+
+    /// <summary>Completes with the stored file.</summary>
+    public Task<StateFile> Upload { get; private set; }
+
+    /// <summary>The upload, started again when the last one failed (the content is kept until an upload succeeds).</summary>
+    public Task<StateFile> Uploaded()
+    {
+        if (Upload.IsFaulted || Upload.IsCanceled)
+        {
+            Upload = Start();
+        }
+
+        return Upload;
+    }
+
+    private async Task<StateFile> Start()
+    {
+        var content = _content ?? throw new InvalidOperationException($"Changelog segment {Sequence} was uploaded already.");
+        var file = await _upload(content);
+        _content = null;
+        return file;
+    }
+}
+
+/// <summary>
+/// The changelog of one subtask's keyed state: every mutation is appended to an in-memory segment, which is sealed when
+/// it reaches a size or an age and uploaded in the background to checkpoint storage under a unique name.
+/// </summary>
+/// <remarks>
+/// <para>Threading: <see cref="Log"/>, <see cref="Seal"/>, <see cref="SegmentsAfter"/> and <see cref="Forget"/> are called
+/// from the subtask's mailbox; uploads run on the thread pool, at most eight at a time per process.</para>
+/// <para>A failed upload is retried by the storage's own policy; if it still fails, the checkpoints that need the segment
+/// fail (and are aborted), the job keeps running and a later checkpoint uploads the segment again.</para>
+/// </remarks>
+public sealed class StateChangelogWriter : IStateChangeLogger
+{
+    private readonly ICheckpointStorage _storage;
+    private readonly string _prefix;
+    private readonly KeyGroupRange _keyGroups;
+    private readonly int _segmentBytes;
+    private readonly long _segmentTicks;
+    private readonly Dictionary<string, int> _ids = new(StringComparer.Ordinal);
+    private readonly List<SealedSegment> _sealed = [];
+    /// <summary>Segment uploads in flight in this process, over all subtasks (a silo's share of the storage's bandwidth).</summary>
+    private static readonly SemaphoreSlim Uploads = new(8);
+    private ArrayBufferWriter<byte> _buffer = new(64 * 1024);
+    private int _entries;
+    private long _openedAt;
+    private long _nextSequence;
+
+    /// <summary>Creates the writer.</summary>
+    /// <param name="storage">Checkpoint storage.</param>
+    /// <param name="prefix">Storage prefix of the segments (one per subtask and operator).</param>
+    /// <param name="keyGroups">Key groups of the subtask.</param>
+    /// <param name="segmentBytes">A segment is sealed at this size.</param>
+    /// <param name="segmentInterval">A segment with changes is sealed after this time at most (checked on each change).</param>
+    /// <param name="firstSequence">Sequence number of the first segment.</param>
+    public StateChangelogWriter(ICheckpointStorage storage, string prefix, KeyGroupRange keyGroups, int segmentBytes, TimeSpan segmentInterval, long firstSequence)
+    {
+        _storage = storage;
+        _prefix = prefix;
+        _keyGroups = keyGroups;
+        _segmentBytes = segmentBytes;
+        _segmentTicks = (long)(segmentInterval.TotalSeconds * Stopwatch.Frequency);
+        _nextSequence = firstSequence;
+    }
+
+    /// <summary>Sequence number of the last sealed segment (first sequence − 1 when none was).</summary>
+    public long LastSealed => _nextSequence - 1;
+
+    /// <summary>Bytes of changelog sealed so far.</summary>
+    public long BytesSealed { get; private set; }
+
+    /// <summary>The number of segments sealed and not forgotten.</summary>
+    public int Retained => _sealed.Count;
+
+    /// <inheritdoc />
+    public void Log(ChangeKind kind, string state, ReadOnlySpan<byte> key, ReadOnlySpan<byte> value)
+    {
+        if (_entries == 0 && _buffer.WrittenCount == 0)
+        {
+            ChangelogSegment.WriteHeader(_buffer, _nextSequence, _keyGroups);
+            _openedAt = Stopwatch.GetTimestamp();
+        }
+
+        if (!_ids.TryGetValue(state, out var id))
+        {
+            id = _ids.Count;
+            _ids[state] = id;
+            ChangelogSegment.WriteDefine(_buffer, id, state);
+            _entries++;
+        }
+
+        ChangelogSegment.WriteChange(_buffer, kind, id, key, value);
+        _entries++;
+        if (_buffer.WrittenCount >= _segmentBytes || Stopwatch.GetTimestamp() - _openedAt >= _segmentTicks)
+        {
+            Seal();
+        }
+    }
+
+    /// <summary>Seals the open segment when it has changes and starts its upload; returns <see cref="LastSealed"/>.</summary>
+    public long Seal()
+    {
+        if (_entries == 0)
+        {
+            return LastSealed;
+        }
+
+        ChangelogSegment.WriteTrailer(_buffer, _buffer.WrittenSpan, _entries);
+        var content = _buffer.WrittenMemory;
+        var sequence = _nextSequence++;
+        var path = string.Create(CultureInfo.InvariantCulture, $"{_prefix}/{sequence:D10}-{Guid.NewGuid():N}.log");
+        _sealed.Add(new SealedSegment(sequence, content, bytes => UploadAsync(sequence, path, bytes)));
+        BytesSealed += content.Length;
+        _buffer = new ArrayBufferWriter<byte>(Math.Min(_segmentBytes + (64 * 1024), Math.Max(64 * 1024, content.Length)));
+        _ids.Clear();
+        _entries = 0;
+        return sequence;
+    }
+
+    /// <summary>The sealed segments after <paramref name="sequence"/>, in order.</summary>
+    public IReadOnlyList<SealedSegment> SegmentsAfter(long sequence) => _sealed.Where(s => s.Sequence > sequence).ToArray();
+
+    /// <summary>Stops tracking the segments up to <paramref name="sequence"/> (a materialization covers them); returns them.</summary>
+    public IReadOnlyList<SealedSegment> Forget(long sequence)
+    {
+        var forgotten = _sealed.Where(s => s.Sequence <= sequence).ToArray();
+        _sealed.RemoveAll(s => s.Sequence <= sequence);
+        return forgotten;
+    }
+
+    private async Task<StateFile> UploadAsync(long sequence, string path, ReadOnlyMemory<byte> content)
+    {
+        await Uploads.WaitAsync();
+        try
+        {
+            await Task.Yield();
+            await _storage.WriteAsync(path, content, overwrite: true, CancellationToken.None);
+            return new StateFile { Name = string.Create(CultureInfo.InvariantCulture, $"{sequence:D10}.log"), Path = path, Length = content.Length, Shared = true };
+        }
+        finally
+        {
+            Uploads.Release();
+        }
+    }
+}

@@ -1,0 +1,151 @@
+using System.Collections.Concurrent;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+using StreamGrains.Samples;
+using StreamGrains.Snapshots;
+using StreamGrains.State.Storage;
+using StreamGrains.Testing;
+
+namespace StreamGrains.Grains.Tests;
+
+public sealed class ChangelogTests
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromMinutes(3);
+
+    [Theory]
+    [InlineData(CheckpointStorageOptions.FileSystemKind)]
+    [InlineData(CheckpointStorageOptions.AzureBlobKind)]
+    public async Task Keyed_count_is_exact_in_changelog_mode_after_a_silo_loss_during_a_materialization_another_silo_loss_and_a_user_exception(string storageKind)
+    {
+        const long Events = 5_000_000;
+        const long Keys = 100_000;
+        const long Seed = 13;
+        var name = $"changelog-exactly-once-{Guid.NewGuid():N}";
+        var gate = MaterializationGate.For(name);
+        await using var azurite = storageKind == CheckpointStorageOptions.AzureBlobKind ? await AzuriteServer.StartAsync() : null;
+        await using var cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions
+        {
+            Silos = 3,
+            ConfigureRuntime = azurite is null ? null : o => CheckpointTests.UseBlob(o, azurite.ConnectionString),
+            ConfigureServices = services => services.AddSingleton<ICheckpointStorage>(sp => new GatedStorage(sp.GetRequiredService<IOptions<StreamGrainsOptions>>().Value.CheckpointStorage.Create(), gate)),
+        });
+        var client = cluster.Client;
+        var parameters = JobParameters.Empty.With("events", Events).With("keys", Keys).With("seed", Seed).With("rate", 80_000).With("name", name);
+        var jobId = await cluster.SubmitAsync<ResilientCountJob>(parameters, parallelism: 3, configure: ChangelogCheckpointed);
+        await client.WaitForStateAsync(jobId, JobState.Running, Timeout);
+        var first = await client.TriggerCheckpointAsync(jobId, Timeout);
+        Assert.Equal(CheckpointOutcome.Completed, first.Outcome);
+        Assert.All(first.Subtasks.Where(static s => s.Chain.Contains("counts", StringComparison.Ordinal)), static s => Assert.NotNull(s.MaterializationId));
+
+        // A silo dies while one of its subtasks uploads a materialization: the upload is held until the silo is gone.
+        var victim = cluster.Orleans.Silos[1];
+        var status = await client.GetStatusAsync(jobId);
+        var onVictim = status.Subtasks.Where(s => s.Chain.Contains("counts", StringComparison.Ordinal) && s.Silo == victim.SiloAddress.ToString()).Select(static s => s.Index).ToHashSet();
+        Assert.NotEmpty(onVictim);
+        var held = gate.Hold(path => onVictim.Any(i => path.Contains($"/changelog/counts/{i}/mat/", StringComparison.Ordinal)));
+        await held.WaitAsync(Timeout);
+        await cluster.Orleans.KillSiloAsync(victim);
+        gate.Release();
+        var recovered = await client.WaitForAsync(jobId, static s => s.Attempt > 1 && s.State == JobState.Running, Timeout);
+        Assert.Equal(JobState.Running, recovered.State);
+        var afterFirstLoss = await client.TriggerCheckpointAsync(jobId, Timeout);
+        Assert.Equal(CheckpointOutcome.Completed, afterFirstLoss.Outcome);
+        Assert.True(afterFirstLoss.ChangelogBytes > 0 || afterFirstLoss.Subtasks.Any(static s => s.MaterializationId is not null), $"checkpoint {afterFirstLoss.CheckpointId} carries no changelog figures");
+
+        // Another original silo is lost, then user code throws once.
+        await cluster.Orleans.StartAdditionalSiloAsync();
+        status = await client.GetStatusAsync(jobId);
+        var second = cluster.Orleans.Silos.Skip(1).First(silo => status.Subtasks.Any(s => s.Attempt == status.Attempt && s.Silo == silo.SiloAddress.ToString()));
+        await cluster.Orleans.KillSiloAsync(second);
+        recovered = await client.WaitForAsync(jobId, s => s.Attempt > recovered.Attempt && s.State == JobState.Running, Timeout);
+        Assert.Equal(JobState.Running, recovered.State);
+        Assert.Equal(CheckpointOutcome.Completed, (await client.TriggerCheckpointAsync(jobId, Timeout)).Outcome);
+
+        ResultStore.Arm(name);
+        var final = await client.WaitForCompletionAsync(jobId, Timeout);
+
+        Assert.Equal(JobState.Finished, final.State);
+        Assert.True(final.Restarts >= 3, $"expected at least 3 restarts, saw {final.Restarts}: {string.Join(" | ", final.Warnings)}");
+        Assert.Contains(final.Warnings, static w => w.Contains(ResilientCountJob.PoisonMessage, StringComparison.Ordinal));
+        CheckpointTests.AssertExactCounts(ClickCounts.ExpectedCounts(Seed, Keys, Events), ResultStore.Counts(name));
+    }
+
+    internal static JobSpec ChangelogCheckpointed(JobSpec spec) => spec with
+    {
+        Checkpointing = new CheckpointSettings
+        {
+            Interval = TimeSpan.FromSeconds(1),
+            Timeout = TimeSpan.FromSeconds(30),
+            Mode = CheckpointMode.Changelog,
+            MaterializationInterval = TimeSpan.FromMilliseconds(500),
+            ChangelogSegmentBytes = 256 << 10,
+            ChangelogSegmentInterval = TimeSpan.FromMilliseconds(200),
+        },
+        Restart = RestartStrategy.FixedDelay(20, TimeSpan.FromMilliseconds(200)),
+    };
+
+    /// <summary>Holds uploads that match a predicate until released (the test cluster runs in this process).</summary>
+    internal sealed class MaterializationGate
+    {
+        private static readonly ConcurrentDictionary<string, MaterializationGate> Gates = new();
+        private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private TaskCompletionSource? _held;
+        private Func<string, bool>? _match;
+
+        public static MaterializationGate For(string name) => Gates.GetOrAdd(name, static _ => new MaterializationGate());
+
+        /// <summary>Holds the next upload whose path matches; the task completes when one is held.</summary>
+        public Task Hold(Func<string, bool> match)
+        {
+            _held = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            Volatile.Write(ref _match, match);
+            return _held.Task;
+        }
+
+        public void Release()
+        {
+            Volatile.Write(ref _match, null);
+            _released.TrySetResult();
+        }
+
+        public Task BeforeUploadAsync(string path)
+        {
+            if (Volatile.Read(ref _match) is { } match && match(path))
+            {
+                _held!.TrySetResult();
+                return _released.Task;
+            }
+
+            return Task.CompletedTask;
+        }
+    }
+
+    private sealed class GatedStorage(ICheckpointStorage inner, MaterializationGate gate) : ICheckpointStorage
+    {
+        public string Location => inner.Location;
+
+        public Task CheckAccessAsync(CancellationToken cancellationToken) => inner.CheckAccessAsync(cancellationToken);
+
+        public async Task<StoredObject> UploadFileAsync(string localPath, string path, CancellationToken cancellationToken)
+        {
+            await gate.BeforeUploadAsync(path);
+            return await inner.UploadFileAsync(localPath, path, cancellationToken);
+        }
+
+        public Task DownloadFileAsync(string path, string localPath, StoredObject? expected, CancellationToken cancellationToken) => inner.DownloadFileAsync(path, localPath, expected, cancellationToken);
+
+        public Task WriteAsync(string path, ReadOnlyMemory<byte> content, bool overwrite, CancellationToken cancellationToken) => inner.WriteAsync(path, content, overwrite, cancellationToken);
+
+        public Task<byte[]?> ReadAsync(string path, CancellationToken cancellationToken) => inner.ReadAsync(path, cancellationToken);
+
+        public Task<bool> ExistsAsync(string path, CancellationToken cancellationToken) => inner.ExistsAsync(path, cancellationToken);
+
+        public Task DeleteAsync(string path, CancellationToken cancellationToken) => inner.DeleteAsync(path, cancellationToken);
+
+        public Task DeletePrefixAsync(string prefix, CancellationToken cancellationToken) => inner.DeletePrefixAsync(prefix, cancellationToken);
+
+        public IAsyncEnumerable<StoredObject> ListAsync(string prefix, CancellationToken cancellationToken) => inner.ListAsync(prefix, cancellationToken);
+
+        public Task CopyAsync(string sourcePath, string destinationPath, CancellationToken cancellationToken) => inner.CopyAsync(sourcePath, destinationPath, cancellationToken);
+    }
+}
