@@ -33,17 +33,19 @@ var stateParallelism = new Option<int>("--parallelism") { Description = "Paralle
 var silos = new Option<int>("--silos") { Description = "Silos of the in-process cluster.", DefaultValueFactory = _ => 2 };
 StateSettings StateOf(ParseResult r) => new(r.GetValue(stateMb), r.GetValue(storage)!, r.GetValue(valueBytes), r.GetValue(updateRate), r.GetValue(stateParallelism), r.GetValue(silos), r.GetValue(seed));
 
-var mode = new Option<string>("--mode") { Description = "Checkpoint mode: incremental.", DefaultValueFactory = _ => "incremental" };
+var mode = new Option<string>("--mode") { Description = "Checkpoint mode: incremental, or changelog (measures a changelog-mode job, then an incremental-mode job, same run).", DefaultValueFactory = _ => "incremental" };
+var materialization = new Option<double>("--materialization-s") { Description = "Changelog mode: seconds between materializations of the changelog job.", DefaultValueFactory = _ => 60 };
 var checkpoints = new Option<int>("--checkpoints") { Description = "Measured checkpoints after the first (full) one.", DefaultValueFactory = _ => 10 };
-var every = new Option<double>("--every-s") { Description = "Seconds between checkpoints.", DefaultValueFactory = _ => 5 };
-var checkpoint = new Command("checkpoint", "Incremental checkpoints of a large keyed state under updates vs a raw copy of the full state to the same storage.") { mode, stateMb, storage, valueBytes, updateRate, stateParallelism, silos, seed, checkpoints, every };
-checkpoint.SetAction((r, ct) => CheckpointBenchmark.RunAsync(new CheckpointSettings(StateOf(r), r.GetValue(mode)!, r.GetValue(checkpoints), TimeSpan.FromSeconds(r.GetValue(every))), ct));
+var every = new Option<double>("--every-s") { Description = "Seconds between checkpoints (recovery: between the changelog job's two checkpoints).", DefaultValueFactory = _ => 5 };
+var checkpoint = new Command("checkpoint", "Checkpoints of a large keyed state under updates: incremental vs a raw copy of the full state to the same storage, or changelog vs incremental.") { mode, materialization, stateMb, storage, valueBytes, updateRate, stateParallelism, silos, seed, checkpoints, every };
+checkpoint.SetAction((r, ct) => CheckpointBenchmark.RunAsync(new CheckpointSettings(StateOf(r), r.GetValue(mode)!, r.GetValue(checkpoints), TimeSpan.FromSeconds(r.GetValue(every)), TimeSpan.FromSeconds(r.GetValue(materialization))), ct));
 root.Subcommands.Add(checkpoint);
 
 var local = new Option<bool>("--local") { Description = "Fail user code with every silo alive and recover from local copies, instead of killing a silo and downloading." };
 var copyRestore = new Option<bool>("--copy-restore") { Description = "Filesystem storage: copy stored SSTs on restore instead of hard-linking them." };
-var recovery = new Command("recovery", "Time from a failure to the first record processed after restore vs a raw download of the same bytes.") { stateMb, storage, local, copyRestore, valueBytes, updateRate, stateParallelism, silos, seed };
-recovery.SetAction((r, ct) => RecoveryBenchmark.RunAsync(new RecoverySettings(StateOf(r), r.GetValue(local), r.GetValue(copyRestore)), ct));
+var recovery = new Command("recovery", "Time from a failure to the first record processed after restore: incremental vs a raw download of the same bytes, or changelog vs incremental.") { mode, materialization, every, stateMb, storage, local, copyRestore, valueBytes, updateRate, stateParallelism, silos, seed };
+recovery.SetAction((r, ct) => RecoveryBenchmark.RunAsync(
+    new RecoverySettings(StateOf(r), r.GetValue(local), r.GetValue(copyRestore), r.GetValue(mode)!, TimeSpan.FromSeconds(r.GetValue(every)), TimeSpan.FromSeconds(r.GetValue(materialization))), ct));
 root.Subcommands.Add(recovery);
 
 var rounds = new Option<int>("--rounds") { Description = "Measured rounds; the summary reports medians.", DefaultValueFactory = _ => 3 };

@@ -1,88 +1,207 @@
+using StreamGrains.Snapshots;
+
 namespace StreamGrains.Benchmarks.Checkpoints;
 
-internal sealed record CheckpointSettings(StateSettings State, string Mode, int Checkpoints, TimeSpan Every);
+internal sealed record CheckpointSettings(StateSettings State, string Mode, int Checkpoints, TimeSpan Every, TimeSpan Materialization);
 
 /// <summary>
-/// Incremental checkpoints of a job holding <c>--state-mb</c> of keyed state while keys keep being updated, against a
-/// raw copy of the full local state to the same storage in the same run.
+/// Checkpoints of a job holding <c>--state-mb</c> of keyed state while keys keep being updated. <c>--mode incremental</c>
+/// compares incremental checkpoints with a raw copy of the full local state to the same storage in the same run;
+/// <c>--mode changelog</c> runs the same measurement with a changelog-mode job and then with an incremental-mode job,
+/// each in a fresh environment, and compares the two.
 /// </summary>
 internal static class CheckpointBenchmark
 {
     public static async Task<int> RunAsync(CheckpointSettings settings, CancellationToken cancellationToken)
     {
-        if (settings.Mode != "incremental")
+        if (settings.Checkpoints < 1)
         {
-            throw new ArgumentException($"--mode {settings.Mode} is not available; this build has incremental checkpoints only.");
+            throw new ArgumentException($"--checkpoints must be at least 1, was {settings.Checkpoints}.");
         }
 
         var fields = settings.State.Fields("checkpoint");
         fields["mode"] = settings.Mode;
         fields["checkpoint_every_s"] = settings.Every.TotalSeconds;
-        await using var environment = await BenchEnvironment.StartAsync(settings.State);
-        var name = "checkpoint-" + Guid.NewGuid().ToString("N")[..8];
-        var jobId = await environment.LoadAsync(settings.State, name, static spec => spec with
+        switch (settings.Mode)
         {
-            Checkpointing = new StreamGrains.CheckpointSettings { Interval = TimeSpan.FromDays(1), Timeout = TimeSpan.FromMinutes(20) },
-        });
+            case "incremental":
+                return await RunIncrementalAsync(settings, fields, cancellationToken);
+            case "changelog":
+                if (settings.Materialization < TimeSpan.FromMilliseconds(100) || settings.Materialization > TimeSpan.FromDays(1))
+                {
+                    throw new ArgumentException($"--materialization-s must be between 0.1 and 86400, was {settings.Materialization.TotalSeconds}.");
+                }
 
-        var first = await environment.CheckpointAsync(jobId);
+                fields["materialization_interval_s"] = settings.Materialization.TotalSeconds;
+                return await RunChangelogAsync(settings, fields, cancellationToken);
+            default:
+                throw new ArgumentException($"--mode must be incremental or changelog, was '{settings.Mode}'.");
+        }
+    }
+
+    private static async Task<int> RunIncrementalAsync(CheckpointSettings settings, Dictionary<string, object?> fields, CancellationToken cancellationToken)
+    {
+        var run = await MeasureAsync(settings, CheckpointMode.Incremental, fields, rawCopy: true, cancellationToken);
+        var rawCopy = run.RawCopy!;
+        var p99 = run.P99;
         Report.Line(new Dictionary<string, object?>(fields)
         {
-            ["phase"] = "first_checkpoint",
-            ["checkpoint_id"] = first.CheckpointId,
-            ["checkpoint_s"] = Report.Round(first.Duration!.Value.TotalSeconds),
-            ["bytes_uploaded"] = first.BytesUploaded,
-            ["full_size_bytes"] = first.FullSize,
+            ["phase"] = "summary",
+            ["checkpoints"] = run.Durations.Count,
+            ["p50_checkpoint_s"] = Report.Round(run.P50),
+            ["p99_checkpoint_s"] = Report.Round(p99),
+            ["bytes_per_checkpoint"] = run.BytesPerCheckpoint,
+            ["first_checkpoint_s"] = Report.Round(run.First.Duration!.Value.TotalSeconds),
+            ["full_size_bytes"] = run.First.FullSize,
+            ["raw_copy_s"] = Report.Round(rawCopy.Seconds),
+            ["raw_bytes"] = rawCopy.Bytes,
+            ["p99_over_raw_copy"] = Report.Round(p99 / rawCopy.Seconds),
+            ["peak_working_set_mb"] = Report.PeakWorkingSetMb(),
         });
+        return 0;
+    }
+
+    private static async Task<int> RunChangelogAsync(CheckpointSettings settings, Dictionary<string, object?> fields, CancellationToken cancellationToken)
+    {
+        // The same measurement twice, one job after the other, each in a fresh environment: changelog mode, then the
+        // incremental mode it is compared with. Same state, update rate and pacing; only the mode differs.
+        var changelog = await MeasureAsync(settings, CheckpointMode.Changelog, fields, rawCopy: false, cancellationToken);
+        var incremental = await MeasureAsync(settings, CheckpointMode.Incremental, fields, rawCopy: false, cancellationToken);
+
+        // Every subtask reports the materialization its checkpoint refers to; each one counts once.
+        var materializations = changelog.All
+            .SelectMany(static c => c.Subtasks)
+            .Where(static s => s.MaterializationId is not null)
+            .GroupBy(static s => (s.Chain, s.SubtaskIndex, s.MaterializationId))
+            .Select(static g => g.First())
+            .ToList();
+        var initial = changelog.First.Subtasks.Where(static s => s.MaterializationId is not null).Select(static s => (s.Chain, s.SubtaskIndex, s.MaterializationId)).ToHashSet();
+        var durations = materializations.Where(static m => m.MaterializationDuration is not null).Select(static m => m.MaterializationDuration!.Value.TotalSeconds).ToList();
+        Report.Line(new Dictionary<string, object?>(fields)
+        {
+            ["phase"] = "summary",
+            ["checkpoints"] = changelog.Durations.Count,
+            ["p50_checkpoint_s"] = Report.Round(changelog.P50),
+            ["p99_checkpoint_s"] = Report.Round(changelog.P99),
+            ["incremental_p50_checkpoint_s"] = Report.Round(incremental.P50),
+            ["incremental_p99_checkpoint_s"] = Report.Round(incremental.P99),
+            ["p99_over_incremental_p99"] = incremental.P99 > 0 ? Report.Round(changelog.P99 / incremental.P99) : null,
+            ["changelog_bytes_per_checkpoint"] = (long)BenchEnvironment.Percentile(changelog.ChangelogBytes, 0.5),
+            ["bytes_per_checkpoint"] = changelog.BytesPerCheckpoint,
+            ["incremental_bytes_per_checkpoint"] = incremental.BytesPerCheckpoint,
+            ["first_checkpoint_s"] = Report.Round(changelog.First.Duration!.Value.TotalSeconds),
+            ["incremental_first_checkpoint_s"] = Report.Round(incremental.First.Duration!.Value.TotalSeconds),
+            ["full_size_bytes"] = changelog.First.FullSize,
+            ["incremental_full_size_bytes"] = incremental.First.FullSize,
+            ["materializations_seen"] = materializations.Count,
+            ["materializations_after_first"] = materializations.Count(m => !initial.Contains((m.Chain, m.SubtaskIndex, m.MaterializationId))),
+            ["max_materialization_s"] = durations.Count > 0 ? Report.Round(durations.Max()) : null,
+            ["max_materialized_size_bytes"] = materializations.Count > 0 ? materializations.Max(static m => m.MaterializedSize) : null,
+            ["peak_working_set_mb"] = Report.PeakWorkingSetMb(),
+        });
+        return 0;
+    }
+
+    /// <summary>
+    /// Runs one job in <paramref name="mode"/> in a fresh environment: load, a first (full) checkpoint, then
+    /// <see cref="CheckpointSettings.Checkpoints"/> measured checkpoints <see cref="CheckpointSettings.Every"/> apart,
+    /// with a raw copy of the full local state to the same storage at the end when <paramref name="rawCopy"/> is set.
+    /// Prints one line per checkpoint.
+    /// </summary>
+    private static async Task<JobRun> MeasureAsync(CheckpointSettings settings, CheckpointMode mode, Dictionary<string, object?> summaryFields, bool rawCopy, CancellationToken cancellationToken)
+    {
+        var changelog = mode == CheckpointMode.Changelog;
+        var fields = new Dictionary<string, object?>(summaryFields) { ["mode"] = changelog ? "changelog" : "incremental" };
+        if (!changelog)
+        {
+            // Settings of the changelog job only.
+            fields.Remove("materialization_interval_s");
+        }
+        await using var environment = await BenchEnvironment.StartAsync(settings.State);
+        var name = "checkpoint-" + Guid.NewGuid().ToString("N")[..8];
+        var checkpointing = new StreamGrains.CheckpointSettings { Interval = TimeSpan.FromDays(1), Timeout = TimeSpan.FromMinutes(20), Mode = mode };
+        if (changelog)
+        {
+            checkpointing = checkpointing with { MaterializationInterval = settings.Materialization };
+        }
+
+        var jobId = await environment.LoadAsync(settings.State, name, spec => spec with { Checkpointing = checkpointing });
+
+        // The first checkpoint after the load uploads the whole state (in changelog mode: the first materialization);
+        // it is reported but not measured.
+        var first = await environment.CheckpointAsync(jobId);
+        Report.Line(Line(fields, "first_checkpoint", first, changelog));
 
         var latest = first.CheckpointId;
-        var durations = new List<double>();
-        var bytes = new List<double>();
+        var measured = new List<CheckpointStats>();
         for (var i = 0; i < settings.Checkpoints; i++)
         {
             // Pacing, not synchronization: keys are updated at the configured rate between checkpoints.
             await Task.Delay(settings.Every, cancellationToken);
             var stats = await environment.CheckpointAsync(jobId);
             latest = stats.CheckpointId;
-            durations.Add(stats.Duration!.Value.TotalSeconds);
-            bytes.Add(stats.BytesUploaded);
-            Report.Line(new Dictionary<string, object?>(fields)
-            {
-                ["phase"] = "checkpoint",
-                ["checkpoint_id"] = stats.CheckpointId,
-                ["checkpoint_s"] = Report.Round(stats.Duration!.Value.TotalSeconds),
-                ["sync_s"] = Report.Round(stats.MaxSynchronous.TotalSeconds),
-                ["async_s"] = Report.Round(stats.MaxAsynchronous.TotalSeconds),
-                ["alignment_s"] = Report.Round(stats.MaxAlignment.TotalSeconds),
-                ["bytes_uploaded"] = stats.BytesUploaded,
-                ["full_size_bytes"] = stats.FullSize,
-            });
+            measured.Add(stats);
+            Report.Line(Line(fields, "checkpoint", stats, changelog));
         }
 
-        // Baseline: the full state as it sits on local disk, uploaded to a fresh prefix of the same storage with the
-        // same number of parallel transfers the subtasks use together, while the job keeps updating keys.
-        var files = environment.LocalStateFiles(jobId, latest);
-        var rawBytes = files.Sum(static f => new FileInfo(f).Length);
-        var rawCopy = await environment.RawUploadAsync(files, environment.Cluster.RootDirectory, BenchEnvironment.TransfersPerSubtask * settings.State.Parallelism);
-        Report.Line(new Dictionary<string, object?>(fields) { ["phase"] = "raw_copy", ["raw_copy_s"] = Report.Round(rawCopy), ["raw_bytes"] = rawBytes, ["files"] = files.Count });
-        await environment.Client.CancelAsync(jobId, cancellationToken);
-
-        var p50 = BenchEnvironment.Percentile(durations, 0.5);
-        var p99 = BenchEnvironment.Percentile(durations, 0.99);
-        Report.Line(new Dictionary<string, object?>(fields)
+        RawCopy? raw = null;
+        if (rawCopy)
         {
-            ["phase"] = "summary",
-            ["checkpoints"] = durations.Count,
-            ["p50_checkpoint_s"] = Report.Round(p50),
-            ["p99_checkpoint_s"] = Report.Round(p99),
-            ["bytes_per_checkpoint"] = (long)BenchEnvironment.Percentile(bytes, 0.5),
-            ["first_checkpoint_s"] = Report.Round(first.Duration!.Value.TotalSeconds),
-            ["full_size_bytes"] = first.FullSize,
-            ["raw_copy_s"] = Report.Round(rawCopy),
-            ["raw_bytes"] = rawBytes,
-            ["p99_over_raw_copy"] = Report.Round(p99 / rawCopy),
-            ["peak_working_set_mb"] = Report.PeakWorkingSetMb(),
-        });
-        return 0;
+            // Baseline: the full state as it sits on local disk, uploaded to a fresh prefix of the same storage with the
+            // same number of parallel transfers the subtasks use together, while the job keeps updating keys.
+            var files = environment.LocalStateFiles(jobId, latest);
+            var rawBytes = files.Sum(static f => new FileInfo(f).Length);
+            var seconds = await environment.RawUploadAsync(files, environment.Cluster.RootDirectory, BenchEnvironment.TransfersPerSubtask * settings.State.Parallelism);
+            raw = new RawCopy(seconds, rawBytes);
+            Report.Line(new Dictionary<string, object?>(fields) { ["phase"] = "raw_copy", ["raw_copy_s"] = Report.Round(seconds), ["raw_bytes"] = rawBytes, ["files"] = files.Count });
+        }
+
+        await environment.Client.CancelAsync(jobId, cancellationToken);
+        return new JobRun(first, measured, raw);
+    }
+
+    private static Dictionary<string, object?> Line(Dictionary<string, object?> fields, string phase, CheckpointStats stats, bool changelog)
+    {
+        var line = new Dictionary<string, object?>(fields)
+        {
+            ["phase"] = phase,
+            ["checkpoint_id"] = stats.CheckpointId,
+            ["checkpoint_s"] = Report.Round(stats.Duration!.Value.TotalSeconds),
+            ["sync_s"] = Report.Round(stats.MaxSynchronous.TotalSeconds),
+            ["async_s"] = Report.Round(stats.MaxAsynchronous.TotalSeconds),
+            ["alignment_s"] = Report.Round(stats.MaxAlignment.TotalSeconds),
+            ["bytes_uploaded"] = stats.BytesUploaded,
+            ["full_size_bytes"] = stats.FullSize,
+        };
+        if (changelog)
+        {
+            var materialized = stats.Subtasks.Where(static s => s.MaterializationId is not null).ToList();
+            line["changelog_bytes"] = stats.ChangelogBytes;
+            line["materialization_ids"] = materialized.Select(static s => s.MaterializationId!.Value).Distinct().Order().ToArray();
+            line["max_materialization_s"] = materialized.Any(static s => s.MaterializationDuration is not null)
+                ? Report.Round(materialized.Max(static s => s.MaterializationDuration?.TotalSeconds ?? 0))
+                : null;
+            line["materialized_size_bytes"] = materialized.Sum(static s => s.MaterializedSize);
+        }
+
+        return line;
+    }
+
+    private sealed record RawCopy(double Seconds, long Bytes);
+
+    /// <summary>What one job measured: its first (full) checkpoint and the measured ones after it.</summary>
+    private sealed record JobRun(CheckpointStats First, IReadOnlyList<CheckpointStats> Measured, RawCopy? RawCopy)
+    {
+        public IEnumerable<CheckpointStats> All => Measured.Prepend(First);
+
+        public List<double> Durations => [.. Measured.Select(static s => s.Duration!.Value.TotalSeconds)];
+
+        public List<double> ChangelogBytes => [.. Measured.Select(static s => (double)s.ChangelogBytes)];
+
+        public double P50 => BenchEnvironment.Percentile(Durations, 0.5);
+
+        public double P99 => BenchEnvironment.Percentile(Durations, 0.99);
+
+        public long BytesPerCheckpoint => (long)BenchEnvironment.Percentile([.. Measured.Select(static s => (double)s.BytesUploaded)], 0.5);
     }
 }

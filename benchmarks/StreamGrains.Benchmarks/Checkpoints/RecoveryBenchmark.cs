@@ -1,31 +1,133 @@
+using StreamGrains.Snapshots;
 using StreamGrains.State.Snapshots;
 
 namespace StreamGrains.Benchmarks.Checkpoints;
 
-internal sealed record RecoverySettings(StateSettings State, bool Local, bool CopyOnRestore);
+internal sealed record RecoverySettings(StateSettings State, bool Local, bool CopyOnRestore, string Mode, TimeSpan Every, TimeSpan Materialization);
 
 /// <summary>
 /// Time to recover: a job holding <c>--state-mb</c> of keyed state is checkpointed, then a silo is killed (or, with
 /// <c>--local</c>, user code throws with every silo alive) and the time until the first record is processed after the
-/// restore is measured, against a raw download of the same bytes from the same storage in the same run.
+/// restore is measured. <c>--mode incremental</c> compares it with a raw download of the same bytes from the same
+/// storage in the same run; <c>--mode changelog</c> measures a changelog-mode job and then an incremental-mode job, each
+/// in a fresh environment (a killed silo does not come back), and compares the two.
 /// </summary>
 internal static class RecoveryBenchmark
 {
     public static async Task<int> RunAsync(RecoverySettings settings, CancellationToken cancellationToken)
     {
         var fields = settings.State.Fields("recovery");
+        fields["mode"] = settings.Mode;
         fields["local"] = settings.Local;
         fields["link_on_restore"] = settings.State.Storage == "filesystem" && !settings.CopyOnRestore;
+        switch (settings.Mode)
+        {
+            case "incremental":
+                return await RunIncrementalAsync(settings, fields, cancellationToken);
+            case "changelog":
+                if (settings.Materialization < TimeSpan.FromMilliseconds(100) || settings.Materialization > TimeSpan.FromDays(1))
+                {
+                    throw new ArgumentException($"--materialization-s must be between 0.1 and 86400, was {settings.Materialization.TotalSeconds}.");
+                }
+
+                fields["materialization_interval_s"] = settings.Materialization.TotalSeconds;
+                fields["tail_s"] = settings.Every.TotalSeconds;
+                return await RunChangelogAsync(settings, fields, cancellationToken);
+            default:
+                throw new ArgumentException($"--mode must be incremental or changelog, was '{settings.Mode}'.");
+        }
+    }
+
+    private static async Task<int> RunIncrementalAsync(RecoverySettings settings, Dictionary<string, object?> fields, CancellationToken cancellationToken)
+    {
+        var run = await MeasureAsync(settings, CheckpointMode.Incremental, fields, rawDownload: true, cancellationToken);
+        var raw = run.RawDownload!;
+        Report.Line(new Dictionary<string, object?>(fields)
+        {
+            ["phase"] = "summary",
+            ["failure"] = run.Failure,
+            ["mttr_s"] = Report.Round(run.Mttr),
+            ["ready_s"] = Report.Round(run.Ready),
+            ["bytes_downloaded"] = run.Downloaded,
+            ["bytes_linked"] = run.Linked,
+            ["raw_download_s"] = Report.Round(raw.Seconds),
+            ["raw_bytes"] = raw.Bytes,
+            ["mttr_over_raw_download"] = raw.Seconds > 0 ? Report.Round(run.Mttr / raw.Seconds) : null,
+            ["full_size_bytes"] = run.Checkpoint.FullSize,
+            ["peak_working_set_mb"] = Report.PeakWorkingSetMb(),
+        });
+        return 0;
+    }
+
+    private static async Task<int> RunChangelogAsync(RecoverySettings settings, Dictionary<string, object?> fields, CancellationToken cancellationToken)
+    {
+        // The same measurement twice, one job after the other, each in a fresh environment: changelog mode, then the
+        // incremental mode it is compared with. Same state, update rate and failure.
+        var changelog = await MeasureAsync(settings, CheckpointMode.Changelog, fields, rawDownload: false, cancellationToken);
+        var incremental = await MeasureAsync(settings, CheckpointMode.Incremental, fields, rawDownload: false, cancellationToken);
+        Report.Line(new Dictionary<string, object?>(fields)
+        {
+            ["phase"] = "summary",
+            ["failure"] = changelog.Failure,
+            ["mttr_s"] = Report.Round(changelog.Mttr),
+            ["ready_s"] = Report.Round(changelog.Ready),
+            ["incremental_mttr_s"] = Report.Round(incremental.Mttr),
+            ["incremental_ready_s"] = Report.Round(incremental.Ready),
+            ["mttr_over_incremental"] = incremental.Mttr > 0 ? Report.Round(changelog.Mttr / incremental.Mttr) : null,
+            ["bytes_downloaded"] = changelog.Downloaded,
+            ["bytes_linked"] = changelog.Linked,
+            ["incremental_bytes_downloaded"] = incremental.Downloaded,
+            ["incremental_bytes_linked"] = incremental.Linked,
+            ["changelog_bytes"] = changelog.Checkpoint.ChangelogBytes,
+            ["full_size_bytes"] = changelog.Checkpoint.FullSize,
+            ["incremental_full_size_bytes"] = incremental.Checkpoint.FullSize,
+            ["restored_from_latest"] = changelog.RestoredFromLatest,
+            ["incremental_restored_from_latest"] = incremental.RestoredFromLatest,
+            ["peak_working_set_mb"] = Report.PeakWorkingSetMb(),
+        });
+        return 0;
+    }
+
+    /// <summary>
+    /// Runs one job in <paramref name="mode"/> in a fresh environment: load, a checkpoint (in changelog mode, the first
+    /// materialization, then <see cref="RecoverySettings.Every"/> of updates and a second checkpoint, so that the restore
+    /// has a changelog tail to replay), the failure, and the wait for the first record after the restore. With
+    /// <paramref name="rawDownload"/> the bytes of the restored checkpoint are then downloaded raw from the same storage.
+    /// </summary>
+    private static async Task<Recovery> MeasureAsync(RecoverySettings settings, CheckpointMode mode, Dictionary<string, object?> summaryFields, bool rawDownload, CancellationToken cancellationToken)
+    {
+        var changelog = mode == CheckpointMode.Changelog;
+        var fields = new Dictionary<string, object?>(summaryFields) { ["mode"] = changelog ? "changelog" : "incremental" };
+        if (!changelog)
+        {
+            // Settings of the changelog job only.
+            fields.Remove("materialization_interval_s");
+            fields.Remove("tail_s");
+        }
         await using var environment = await BenchEnvironment.StartAsync(settings.State, linkOnRestore: !settings.CopyOnRestore);
         var client = environment.Client;
         var name = "recovery-" + Guid.NewGuid().ToString("N")[..8];
+        var checkpointing = new StreamGrains.CheckpointSettings { Interval = TimeSpan.FromDays(1), Timeout = TimeSpan.FromMinutes(20), LocalRecovery = settings.Local, RetainOnCancel = true, Mode = mode };
+        if (changelog)
+        {
+            checkpointing = checkpointing with { MaterializationInterval = settings.Materialization };
+        }
+
         var jobId = await environment.LoadAsync(settings.State, name, spec => spec with
         {
-            Checkpointing = new StreamGrains.CheckpointSettings { Interval = TimeSpan.FromDays(1), Timeout = TimeSpan.FromMinutes(20), LocalRecovery = settings.Local, RetainOnCancel = true },
+            Checkpointing = checkpointing,
             Restart = RestartStrategy.FixedDelay(3, TimeSpan.FromMilliseconds(100)),
         });
         var checkpoint = await environment.CheckpointAsync(jobId);
-        Report.Line(new Dictionary<string, object?>(fields) { ["phase"] = "checkpoint", ["checkpoint_id"] = checkpoint.CheckpointId, ["full_size_bytes"] = checkpoint.FullSize });
+        Report.Line(CheckpointLine(fields, checkpoint, changelog));
+        if (changelog)
+        {
+            // Pacing, not synchronization: keys are updated at the configured rate, so the second checkpoint refers to
+            // the first materialization plus a changelog tail that the restore replays.
+            await Task.Delay(settings.Every, cancellationToken);
+            checkpoint = await environment.CheckpointAsync(jobId);
+            Report.Line(CheckpointLine(fields, checkpoint, changelog));
+        }
 
         DateTimeOffset failedAt;
         string failure;
@@ -62,33 +164,58 @@ internal static class RecoveryBenchmark
         var current = status.Subtasks.Where(s => s.Attempt == status.Attempt).ToList();
         var firstRecord = current.Where(static s => s.FirstRecordAt is not null).Min(static s => s.FirstRecordAt!.Value);
         var allReady = current.Max(static s => s.ReadyAt!.Value);
-        var mttr = (firstRecord - failedAt).TotalSeconds;
         var downloaded = current.Sum(static s => s.Restore?.BytesDownloaded ?? 0);
         var linked = current.Sum(static s => s.Restore?.BytesLinked ?? 0);
         var downloading = current.Count(static s => s.Restore?.BytesDownloaded + s.Restore?.BytesLinked > 0);
         var manifestPath = status.RestoredFrom ?? throw new InvalidOperationException("The job did not restore from a checkpoint.");
-        var manifest = ManifestJson.Deserialize((await environment.Storage.ReadAsync(manifestPath, cancellationToken))!, manifestPath);
+        var result = new Recovery(failure, (firstRecord - failedAt).TotalSeconds, (allReady - failedAt).TotalSeconds, downloaded, linked, checkpoint, manifestPath == checkpoint.ManifestPath, null);
+        Report.Line(new Dictionary<string, object?>(fields)
+        {
+            ["phase"] = "recovered",
+            ["failure"] = failure,
+            ["mttr_s"] = Report.Round(result.Mttr),
+            ["ready_s"] = Report.Round(result.Ready),
+            ["bytes_downloaded"] = downloaded,
+            ["bytes_linked"] = linked,
+            ["restored_from"] = manifestPath,
+            ["restored_from_latest"] = result.RestoredFromLatest,
+        });
+        var manifest = rawDownload ? ManifestJson.Deserialize((await environment.Storage.ReadAsync(manifestPath, cancellationToken))!, manifestPath) : null;
         await client.CancelAsync(jobId, cancellationToken);
+        if (manifest is null)
+        {
+            return result;
+        }
 
         // Baseline: the same bytes, downloaded raw from the same storage with as many parallel transfers as the
         // subtasks that took state from storage used together (a restore from filesystem storage links the SSTs instead
         // of copying them, which is what it is compared with). Nothing came from storage with local recovery: no baseline.
         var files = downloaded + linked == 0 ? [] : manifest.Files().ToList();
-        var rawDownload = files.Count == 0 ? 0 : await environment.RawDownloadAsync(files, BenchEnvironment.TransfersPerSubtask * Math.Max(1, downloading));
-        Report.Line(new Dictionary<string, object?>(fields)
-        {
-            ["phase"] = "summary",
-            ["failure"] = failure,
-            ["mttr_s"] = Report.Round(mttr),
-            ["ready_s"] = Report.Round((allReady - failedAt).TotalSeconds),
-            ["bytes_downloaded"] = downloaded,
-            ["bytes_linked"] = linked,
-            ["raw_download_s"] = Report.Round(rawDownload),
-            ["raw_bytes"] = files.Sum(static f => f.Length),
-            ["mttr_over_raw_download"] = rawDownload > 0 ? Report.Round(mttr / rawDownload) : null,
-            ["full_size_bytes"] = checkpoint.FullSize,
-            ["peak_working_set_mb"] = Report.PeakWorkingSetMb(),
-        });
-        return 0;
+        var seconds = files.Count == 0 ? 0 : await environment.RawDownloadAsync(files, BenchEnvironment.TransfersPerSubtask * Math.Max(1, downloading));
+        return result with { RawDownload = new RawDownload(seconds, files.Sum(static f => f.Length)) };
     }
+
+    private static Dictionary<string, object?> CheckpointLine(Dictionary<string, object?> fields, CheckpointStats stats, bool changelog)
+    {
+        var line = new Dictionary<string, object?>(fields)
+        {
+            ["phase"] = "checkpoint",
+            ["checkpoint_id"] = stats.CheckpointId,
+            ["checkpoint_s"] = Report.Round(stats.Duration!.Value.TotalSeconds),
+            ["full_size_bytes"] = stats.FullSize,
+        };
+        if (changelog)
+        {
+            line["bytes_uploaded"] = stats.BytesUploaded;
+            line["changelog_bytes"] = stats.ChangelogBytes;
+            line["materialization_ids"] = stats.Subtasks.Where(static s => s.MaterializationId is not null).Select(static s => s.MaterializationId!.Value).Distinct().Order().ToArray();
+        }
+
+        return line;
+    }
+
+    private sealed record RawDownload(double Seconds, long Bytes);
+
+    /// <summary>What one job measured; <see cref="Checkpoint"/> is the last checkpoint taken before the failure.</summary>
+    private sealed record Recovery(string Failure, double Mttr, double Ready, long Downloaded, long Linked, CheckpointStats Checkpoint, bool RestoredFromLatest, RawDownload? RawDownload);
 }
