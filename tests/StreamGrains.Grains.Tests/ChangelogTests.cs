@@ -70,6 +70,112 @@ public sealed class ChangelogTests
         CheckpointTests.AssertExactCounts(ClickCounts.ExpectedCounts(Seed, Keys, Events), ResultStore.Counts(name));
     }
 
+    [Fact]
+    public async Task Stop_with_savepoint_in_changelog_mode_restores_at_parallelism_2_5_1_3_across_mode_switches_with_exact_state_and_timers_once()
+    {
+        var name = $"changelog-rescale-{Guid.NewGuid():N}";
+        await using var cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions { Silos = 2 });
+        var client = cluster.Client;
+        var results = RichStore.Of(name);
+        string? restoreFrom = null;
+        var steps = new[] { (2, CheckpointMode.Changelog), (5, CheckpointMode.Incremental), (1, CheckpointMode.Changelog), (3, CheckpointMode.Changelog) };
+        JobStatus? last = null;
+        for (var step = 0; step < steps.Length; step++)
+        {
+            var (parallelism, mode) = steps[step];
+            var from = restoreFrom;
+            var jobId = await cluster.SubmitAsync<RichStateJob>(SavepointTests.RichParameters(name), parallelism, spec => SavepointTests.Checkpointed(spec) with
+            {
+                RestoreFrom = from,
+                Checkpointing = SavepointTests.Checkpointed(spec).Checkpointing with { Mode = mode, MaterializationInterval = TimeSpan.FromMilliseconds(200) },
+            });
+            await client.WaitForStateAsync(jobId, JobState.Running, Timeout);
+            if (step < steps.Length - 1)
+            {
+                var target = SavepointTests.Events * (step + 1) / steps.Length;
+                await SavepointTests.WaitUntilAsync(() => results.StateOutputs >= target / 2, $"{target / 2} outputs");
+
+                // A checkpoint between materializations leaves a changelog tail for the savepoint to carry.
+                var checkpoint = await client.TriggerCheckpointAsync(jobId, Timeout);
+                Assert.Equal(CheckpointOutcome.Completed, checkpoint.Outcome);
+                await SavepointTests.WaitUntilAsync(() => results.StateOutputs >= target, $"{target} outputs");
+                var savepoint = await client.StopWithSavepointAsync(jobId, Timeout);
+                Assert.Equal(SavepointPhase.Completed, savepoint.Phase);
+                Assert.True(results.StateOutputs < SavepointTests.Events, "the job ran to its end before it was stopped");
+                if (mode == CheckpointMode.Changelog)
+                {
+                    Assert.All(checkpoint.Subtasks.Where(static s => s.Chain.StartsWith("rich", StringComparison.Ordinal)), static s => Assert.NotNull(s.MaterializationId));
+                }
+
+                restoreFrom = savepoint.Directory;
+            }
+            else
+            {
+                last = await client.WaitForStateAsync(jobId, JobState.Finished, Timeout);
+            }
+        }
+
+        Assert.Equal(JobState.Finished, last!.State);
+        SavepointTests.AssertExact(results);
+    }
+
+    [Fact]
+    public async Task Changelog_storage_stays_bounded_over_a_long_run_with_a_short_materialization_interval()
+    {
+        var name = $"changelog-bounded-{Guid.NewGuid():N}";
+        await using var cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions { Silos = 2 });
+        var client = cluster.Client;
+        var storage = CheckpointTests.StorageOf(cluster);
+        var parameters = JobParameters.Empty.With("events", 1_000_000_000).With("keys", 20_000).With("rate", 40_000).With("name", name);
+        var jobId = await cluster.SubmitAsync<ResilientCountJob>(parameters, parallelism: 2, configure: static spec => spec with
+        {
+            Checkpointing = new CheckpointSettings
+            {
+                Interval = TimeSpan.FromHours(1),
+                Timeout = TimeSpan.FromSeconds(30),
+                Retained = 2,
+                Mode = CheckpointMode.Changelog,
+                MaterializationInterval = TimeSpan.FromMilliseconds(300),
+                ChangelogSegmentBytes = 64 << 10,
+                ChangelogSegmentInterval = TimeSpan.FromMilliseconds(50),
+            },
+        });
+        await client.WaitForStateAsync(jobId, JobState.Running, Timeout);
+
+        const int Rounds = 40;
+        var samples = new List<(long Segments, long Bytes, long Written, long Materialization)>();
+        long written = 0;
+        for (var round = 0; round < Rounds; round++)
+        {
+            var stats = await client.TriggerCheckpointAsync(jobId, Timeout);
+            Assert.Equal(CheckpointOutcome.Completed, stats.Outcome);
+            written += stats.ChangelogBytes;
+            long segments = 0;
+            long bytes = 0;
+            await foreach (var stored in storage.ListAsync($"{jobId.Value}/changelog", CancellationToken.None))
+            {
+                if (stored.Path.Contains("/log/", StringComparison.Ordinal))
+                {
+                    segments++;
+                    bytes += stored.Length;
+                }
+            }
+
+            samples.Add((segments, bytes, written, stats.Subtasks.Max(static s => s.MaterializationId ?? -1)));
+        }
+
+        await client.CancelAsync(jobId);
+
+        // Materializations kept happening, changelog kept being written, and what storage holds stopped growing.
+        var early = samples.Skip(5).Take(15).ToList();
+        var late = samples.Skip(Rounds - 15).ToList();
+        var summary = string.Join(" ", samples.Select(static s => $"{s.Segments}/{s.Bytes}/{s.Written}/{s.Materialization}"));
+        Assert.True(samples[^1].Materialization >= samples[5].Materialization + 5, $"too few materializations: {summary}");
+        Assert.True(samples[^1].Written - samples[Rounds - 15].Written > 2 * late.Max(static s => s.Bytes), $"too little changelog written to tell: {summary}");
+        Assert.True(late.Max(static s => s.Segments) <= 1.5 * Math.Max(4, early.Max(static s => s.Segments)), $"segment count keeps growing: {summary}");
+        Assert.True(late.Max(static s => s.Bytes) <= 1.5 * early.Max(static s => s.Bytes), $"changelog bytes keep growing: {summary}");
+    }
+
     internal static JobSpec ChangelogCheckpointed(JobSpec spec) => spec with
     {
         Checkpointing = new CheckpointSettings

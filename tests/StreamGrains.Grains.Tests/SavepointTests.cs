@@ -8,7 +8,7 @@ namespace StreamGrains.Grains.Tests;
 public sealed class SavepointTests
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromMinutes(3);
-    private const long Events = 200_000;
+    internal const long Events = 200_000;
     private const long Keys = 1_000;
     private const long TimerUpTo = 100;
 
@@ -271,12 +271,12 @@ public sealed class SavepointTests
         await client.CancelAsync(jobId);
     }
 
-    private static JobParameters RichParameters(string name) =>
+    internal static JobParameters RichParameters(string name) =>
         JobParameters.Empty.With("events", Events).With("keys", Keys).With("rate", 40_000).With("name", name).With("timerUpTo", TimerUpTo).With("timerDelayMs", 300);
 
     private static JobSpec Spec(string name, int parallelism) => Checkpointed(new JobSpec { JobType = typeof(RichStateJob).FullName!, Parameters = RichParameters(name), Parallelism = parallelism });
 
-    private static JobSpec Checkpointed(JobSpec spec) => spec with
+    internal static JobSpec Checkpointed(JobSpec spec) => spec with
     {
         Checkpointing = new CheckpointSettings { Interval = TimeSpan.FromHours(1), Timeout = TimeSpan.FromSeconds(60) },
         Restart = RestartStrategy.None,
@@ -287,7 +287,7 @@ public sealed class SavepointTests
             ? CheckpointTests.StorageOf(cluster)
             : new CheckpointStorageOptions { Kind = CheckpointStorageOptions.AzureBlobKind, ConnectionString = azurite.ConnectionString, Container = "checkpoints" }.Create();
 
-    private static void AssertExact(RichStore.Results results)
+    internal static void AssertExact(RichStore.Results results)
     {
         AssertExactStates(results);
         var (states, timers) = RichStore.Expected(Events, Keys, TimerUpTo);
@@ -308,7 +308,7 @@ public sealed class SavepointTests
         Assert.Equal(states.Count, results.Latest.Count);
     }
 
-    private static async Task WaitUntilAsync(Func<bool> condition, string what)
+    internal static async Task WaitUntilAsync(Func<bool> condition, string what)
     {
         var deadline = DateTime.UtcNow + Timeout;
         while (!condition())

@@ -119,7 +119,7 @@ public enum SnapshotKind : byte
 public sealed record CheckpointManifest
 {
     /// <summary>The version of this format this code writes.</summary>
-    public const int CurrentFormatVersion = 2;
+    public const int CurrentFormatVersion = 3;
 
     /// <summary>Version of the manifest format.</summary>
     [Id(0)] public int FormatVersion { get; init; } = CurrentFormatVersion;

@@ -129,6 +129,13 @@ public sealed class ChangelogSnapshotter
         }
     }
 
+    /// <summary>Starts a materialization now unless one is running; returns it.</summary>
+    public Task<Materialization> MaterializeNow()
+    {
+        Adopt();
+        return _inFlight ?? StartMaterialization();
+    }
+
     /// <summary>
     /// The synchronous part of a checkpoint: flushes the cache into the changelog and seals its tail. Without an uploaded
     /// materialization (the first checkpoint of a fresh or rescaled subtask), one is started now and the checkpoint waits

@@ -1,0 +1,231 @@
+using StreamGrains.Snapshots;
+using StreamGrains.State.Changelog;
+using StreamGrains.State.RocksDb;
+using StreamGrains.State.Serialization;
+using StreamGrains.State.Snapshots;
+using StreamGrains.State.Storage;
+
+namespace StreamGrains.State.Tests.Snapshots;
+
+public sealed class ChangelogSnapshotterTests : IDisposable
+{
+    private const int MaxParallelism = 128;
+    private static readonly KeyGroupRange AllKeyGroups = new(0, MaxParallelism - 1);
+    private static readonly ValueStateDescriptor<long> Count = new("count");
+    private static readonly MapStateDescriptor<string, long> Seen = new("seen");
+    private static readonly ListStateDescriptor<long> History = new("history");
+    private static readonly ChangelogOptions Options = new(TimeSpan.FromHours(1), 64 << 10, TimeSpan.FromHours(1));
+    private readonly TempDirectory _directory = new();
+    private readonly RocksDbResources _resources = new(new RocksDbResourceOptions { BlockCacheBytes = 16 << 20, WriteBufferBytes = 64 << 20, ColumnFamilyWriteBufferBytes = 32 << 20, BackgroundThreads = 1 });
+    private readonly FileSystemCheckpointStorage _storage;
+
+    public ChangelogSnapshotterTests() => _storage = new FileSystemCheckpointStorage(_directory.Sub("storage"));
+
+    public void Dispose()
+    {
+        _resources.Dispose();
+        _directory.Dispose();
+    }
+
+    [Fact]
+    public async Task Materialization_plus_replayed_tail_restores_value_map_list_state_and_timers_exactly()
+    {
+        using var backend = OpenBackend("work", AllKeyGroups);
+        var changelog = NewSnapshotter(backend, restored: null);
+        Mutate(backend, round: 1);
+        var first = await changelog.Snapshot(1, AllKeyGroups)(CancellationToken.None);
+        await changelog.Completed(1);
+        Mutate(backend, round: 2);
+        var second = await changelog.Snapshot(2, AllKeyGroups)(CancellationToken.None);
+
+        Assert.Empty(first.Handle.Changelog!);
+        Assert.Equal(first.Handle.MaterializationId, second.Handle.MaterializationId);
+        Assert.NotEmpty(second.Handle.Changelog!);
+        Assert.True(first.BytesUploaded > first.Handle.Files.Where(static f => f.Name.EndsWith(".sst", StringComparison.Ordinal)).Sum(static f => f.Length), "the first checkpoint must upload its materialization");
+        Assert.Equal(second.Handle.ChangelogSize, second.BytesUploaded);
+        Assert.Equal(second.Handle.ChangelogSize, second.ChangelogBytes);
+
+        using var restored = await RestoreAsync("restored", AllKeyGroups, [second.Handle]);
+        AssertSameState(backend, restored, AllKeyGroups);
+        Assert.Equal(backend.NextTimerTimestamp, restored.NextTimerTimestamp);
+        Assert.Equal(backend.TimerCount, restored.TimerCount);
+    }
+
+    [Fact]
+    public async Task Replay_into_two_halves_gives_each_exactly_its_key_groups()
+    {
+        using var backend = OpenBackend("work", AllKeyGroups);
+        var changelog = NewSnapshotter(backend, restored: null);
+        Mutate(backend, round: 1);
+        await changelog.Snapshot(1, AllKeyGroups)(CancellationToken.None);
+        await changelog.Completed(1);
+        Mutate(backend, round: 2);
+        var handle = (await changelog.Snapshot(2, AllKeyGroups)(CancellationToken.None)).Handle;
+
+        foreach (var half in new[] { new KeyGroupRange(0, 63), new KeyGroupRange(64, 127) })
+        {
+            var directory = _directory.Sub($"half-{half.Start}");
+            await RescalingRestorer.RestoreAsync([handle], half, 2, _storage, directory, _directory.Sub($"scratch-{half.Start}"), _resources, null, CancellationToken.None);
+            using var part = OpenBackend($"half-{half.Start}", half);
+            await ChangelogReplay.ReplayAsync(part, [handle], _storage, null, CancellationToken.None);
+            AssertSameState(backend, part, half);
+        }
+    }
+
+    [Fact]
+    public async Task A_confirmed_materialization_truncates_the_segments_it_covers_and_a_restored_base_stays_valid()
+    {
+        using var backend = OpenBackend("work", AllKeyGroups);
+        var changelog = NewSnapshotter(backend, restored: null);
+        Mutate(backend, round: 1);
+        await changelog.Snapshot(1, AllKeyGroups)(CancellationToken.None);
+        await changelog.Completed(1);
+        for (var round = 2; round < 6; round++)
+        {
+            Mutate(backend, round);
+            changelog.Writer.Seal();
+        }
+
+        var unpublished = await SegmentsInStorageAsync();
+        Assert.True(unpublished.Count >= 4, $"{unpublished.Count} segments");
+
+        var materialization = await changelog.MaterializeNow();
+        Mutate(backend, round: 6);
+        var second = await changelog.Snapshot(2, AllKeyGroups)(CancellationToken.None);
+        Assert.Equal(materialization.Id, second.Handle.MaterializationId);
+        Assert.NotEmpty(second.Handle.Changelog!);
+        Assert.DoesNotContain(second.Handle.Changelog!, f => unpublished.Contains(f.Path));
+        await changelog.Completed(2);
+
+        // Covered by the confirmed materialization and never part of a completed checkpoint: deleted.
+        Assert.Equal(second.Handle.Changelog!.Select(static f => f.Path).Order(StringComparer.Ordinal), (await SegmentsInStorageAsync()).Order(StringComparer.Ordinal));
+        using var restored = await RestoreAsync("restored", AllKeyGroups, [second.Handle]);
+        AssertSameState(backend, restored, AllKeyGroups);
+
+        // A subtask restored with the handle keeps its materialization and segments as the base of its next checkpoint.
+        var resumed = NewSnapshotter(restored, second.Handle);
+        Mutate(restored, round: 7);
+        var third = await resumed.Snapshot(3, AllKeyGroups)(CancellationToken.None);
+        Assert.Equal(second.Handle.MaterializationId, third.Handle.MaterializationId);
+        Assert.Equal(second.Handle.Changelog!.Select(static f => f.Path), third.Handle.Changelog!.Take(second.Handle.Changelog!.Count).Select(static f => f.Path));
+        Assert.True(third.Handle.Changelog!.Count > second.Handle.Changelog!.Count);
+        using var again = await RestoreAsync("again", AllKeyGroups, [third.Handle]);
+        AssertSameState(restored, again, AllKeyGroups);
+    }
+
+    [Fact]
+    public async Task A_corrupt_or_missing_segment_is_refused_with_its_path()
+    {
+        using var backend = OpenBackend("work", AllKeyGroups);
+        var changelog = NewSnapshotter(backend, restored: null);
+        Mutate(backend, round: 1);
+        await changelog.Snapshot(1, AllKeyGroups)(CancellationToken.None);
+        await changelog.Completed(1);
+        Mutate(backend, round: 2);
+        changelog.Writer.Seal();
+        Mutate(backend, round: 3);
+        var handle = (await changelog.Snapshot(2, AllKeyGroups)(CancellationToken.None)).Handle;
+        Assert.True(handle.Changelog!.Count >= 2);
+
+        var segment = handle.Changelog[0];
+        var bytes = (await _storage.ReadAsync(segment.Path, CancellationToken.None))!;
+        bytes[ChangelogSegment.HeaderLength + 3] ^= 0x5A;
+        await _storage.WriteAsync(segment.Path, bytes, overwrite: true, CancellationToken.None);
+        using var target = OpenBackend("corrupt", AllKeyGroups);
+        var corrupt = await Assert.ThrowsAsync<StateFormatException>(() => ChangelogReplay.ReplayAsync(target, [handle], _storage, null, CancellationToken.None));
+        Assert.Contains(segment.Path, corrupt.Message, StringComparison.Ordinal);
+        Assert.Contains("checksum", corrupt.Message, StringComparison.Ordinal);
+
+        var gap = handle with { Changelog = [handle.Changelog[1]] };
+        var skipped = handle with { Changelog = [handle.Changelog[0], .. handle.Changelog.Skip(2)] };
+        if (skipped.Changelog!.Count > 1)
+        {
+            var missing = await Assert.ThrowsAsync<StateFormatException>(() => ChangelogReplay.ReplayAsync(target, [skipped], _storage, null, CancellationToken.None));
+            Assert.Contains("missing", missing.Message, StringComparison.Ordinal);
+        }
+
+        await _storage.DeleteAsync(handle.Changelog[1].Path, CancellationToken.None);
+        await Assert.ThrowsAsync<CheckpointObjectNotFoundException>(() => ChangelogReplay.ReplayAsync(target, [gap], _storage, null, CancellationToken.None));
+    }
+
+    /// <summary>Changes of every kind: values (some cleared), map entries (some removed, one key's map cleared), lists, timers (some deleted).</summary>
+    private static void Mutate(RocksDbKeyedStateBackend<string> backend, int round)
+    {
+        var count = backend.GetValueState(Count);
+        var seen = backend.GetMapState(Seen);
+        var history = backend.GetListState(History);
+        for (var i = 0; i < 3_000; i++)
+        {
+            var key = $"key-{(i * 7 * round) % 5_000}";
+            backend.SetCurrentKey(key);
+            count.Update(count.Get() + round);
+            seen.Put($"r{round}", i);
+            history.Add(round * 10_000L + i);
+            backend.RegisterProcessingTimeTimer(1_000 + i);
+            if (i % 11 == 0)
+            {
+                count.Clear();
+                seen.Remove("r1");
+                backend.DeleteProcessingTimeTimer(1_000 + i);
+            }
+
+            if (i % 97 == 0)
+            {
+                seen.Clear();
+            }
+        }
+    }
+
+    private static void AssertSameState(RocksDbKeyedStateBackend<string> expected, RocksDbKeyedStateBackend<string> actual, KeyGroupRange keyGroups)
+    {
+        var owned = 0;
+        for (var k = 0; k < 5_000; k++)
+        {
+            var key = $"key-{k}";
+            if (!keyGroups.Contains(TestEnvironment.KeyGroupOfString(key, MaxParallelism)))
+            {
+                continue;
+            }
+
+            owned++;
+            expected.SetCurrentKey(key);
+            actual.SetCurrentKey(key);
+            Assert.Equal(expected.GetValueState(Count).TryGet(out var a) ? a : (long?)null, actual.GetValueState(Count).TryGet(out var b) ? b : null);
+            Assert.Equal(expected.GetMapState(Seen).Entries().OrderBy(static e => e.Key, StringComparer.Ordinal), actual.GetMapState(Seen).Entries().OrderBy(static e => e.Key, StringComparer.Ordinal));
+            Assert.Equal(expected.GetListState(History).Get(), actual.GetListState(History).Get());
+        }
+
+        Assert.True(owned > 0, $"no key in {keyGroups}");
+    }
+
+    private async Task<RocksDbKeyedStateBackend<string>> RestoreAsync(string name, KeyGroupRange keyGroups, KeyedStateHandle[] handles)
+    {
+        await KeyedStateRestorer.RestoreAsync(handles[0], 1, _storage, _directory.Sub(name), localCopy: null, progress: null, CancellationToken.None);
+        var backend = OpenBackend(name, keyGroups);
+        await ChangelogReplay.ReplayAsync(backend, handles, _storage, null, CancellationToken.None);
+        return backend;
+    }
+
+    private async Task<List<string>> SegmentsInStorageAsync()
+    {
+        var segments = new List<string>();
+        await foreach (var stored in _storage.ListAsync("job-1/changelog", CancellationToken.None))
+        {
+            if (stored.Path.Contains("/log/", StringComparison.Ordinal))
+            {
+                segments.Add(stored.Path);
+            }
+        }
+
+        return segments;
+    }
+
+    private RocksDbKeyedStateBackend<string> OpenBackend(string name, KeyGroupRange keyGroups) => new(
+        new KeyedStateBackendOptions { Directory = _directory.Sub(name), KeyGroups = keyGroups, MaxParallelism = MaxParallelism, CacheCapacity = 1_000 },
+        KeySerializers.For<string>(null, TestEnvironment.Serializer),
+        TestEnvironment.Serializer,
+        _resources);
+
+    private ChangelogSnapshotter NewSnapshotter(RocksDbKeyedStateBackend<string> backend, KeyedStateHandle? restored) =>
+        new(backend, _storage, new SnapshotOwner("job-1", "counts", 0, AllKeyGroups), _directory.Sub("local-" + Guid.NewGuid().ToString("N")[..6]), restored, keepLocalCopies: true, Options);
+}
