@@ -50,6 +50,7 @@ public sealed record ChangelogSnapshot(KeyedStateHandle Handle, long ChangelogBy
 /// </remarks>
 public sealed class ChangelogSnapshotter
 {
+    private static readonly TimeSpan MaxFlushWait = TimeSpan.FromSeconds(10);
     private readonly IRocksDbInstance _instance;
     private readonly ICheckpointStorage _storage;
     private readonly ChangelogOptions _options;
@@ -63,6 +64,7 @@ public sealed class ChangelogSnapshotter
     private long _confirmedMaterialization = -1;
     private long _publishedUpTo;
     private long _lastCheckpointUpTo;
+    private long _flushStarted;
 
     /// <summary>Creates the snapshotter and installs its changelog on <paramref name="instance"/>.</summary>
     /// <param name="instance">The backend.</param>
@@ -106,6 +108,9 @@ public sealed class ChangelogSnapshotter
     /// <summary>The latest uploaded materialization, if any.</summary>
     public Materialization? Latest => _latest;
 
+    /// <summary>The materialization running now, if any.</summary>
+    public Task<Materialization>? Running => _inFlight;
+
     /// <summary>Why the last materialization failed, if it did.</summary>
     public Exception? LastMaterializationError { get; private set; }
 
@@ -119,14 +124,33 @@ public sealed class ChangelogSnapshotter
     /// <summary>The local directory of materialization <paramref name="materializationId"/> under <paramref name="localRoot"/>.</summary>
     public static string LocalMaterializationDirectory(string localRoot, long materializationId) => IncrementalSnapshotter.LocalCheckpointDirectory(localRoot, materializationId);
 
-    /// <summary>Adopts a finished materialization and starts the next one when it is due (called on the mailbox after each batch).</summary>
+    /// <summary>
+    /// Adopts a finished materialization and starts the next one when it is due (called on the mailbox after each batch).
+    /// A due materialization first has RocksDB flush its memtables in the background, and takes its RocksDB checkpoint
+    /// (which flushes what was written since, on the mailbox) only once that flush is done, so the mailbox pauses for a
+    /// small flush rather than a full one.
+    /// </summary>
     public void Tick()
     {
         Adopt();
-        if (_inFlight is null && Stopwatch.GetElapsedTime(_lastMaterializationStarted) >= _options.MaterializationInterval)
+        if (_inFlight is not null || Stopwatch.GetElapsedTime(_lastMaterializationStarted) < _options.MaterializationInterval)
         {
-            StartMaterialization();
+            return;
         }
+
+        if (_flushStarted == 0)
+        {
+            _instance.StartMemTableFlush();
+            _flushStarted = Stopwatch.GetTimestamp();
+            return;
+        }
+
+        if (_instance.MemTableFlushInProgress && Stopwatch.GetElapsedTime(_flushStarted) < MaxFlushWait)
+        {
+            return;
+        }
+
+        StartMaterialization();
     }
 
     /// <summary>Starts a materialization now unless one is running; returns it.</summary>
@@ -256,6 +280,7 @@ public sealed class ChangelogSnapshotter
     private Task<Materialization> StartMaterialization()
     {
         _lastMaterializationStarted = Stopwatch.GetTimestamp();
+        _flushStarted = 0;
         var watch = Stopwatch.StartNew();
         _instance.Flush();
         var upTo = _writer.Seal();

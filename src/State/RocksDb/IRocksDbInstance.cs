@@ -12,6 +12,12 @@ public interface IRocksDbInstance
     /// <summary>Receives every mutation written to the database (changelog mode); null when nobody listens.</summary>
     Changelog.IStateChangeLogger? ChangeLogger { get; set; }
 
+    /// <summary>Writes the cache into the database and starts a flush of every memtable without waiting for it.</summary>
+    void StartMemTableFlush();
+
+    /// <summary>Whether a memtable flush is pending or running.</summary>
+    bool MemTableFlushInProgress { get; }
+
     /// <summary>Applies one changelog segment (restore); returns the number of changes applied.</summary>
     long ApplyChangelog(ReadOnlySpan<byte> segment, string path, long sequence);
 }

@@ -258,6 +258,28 @@ public sealed class RocksDbKeyedStateBackend<TKey> : IKeyedStateBackend<TKey>, I
     }
 
     /// <inheritdoc />
+    public void StartMemTableFlush()
+    {
+        Flush();
+        var options = new FlushOptions().SetWaitForFlush(false);
+        foreach (var handle in _columnFamilyNames.Keys)
+        {
+            Native.Instance.rocksdb_flush_cf(Database.Handle, options.Handle, handle.Handle, out var error);
+            if (error != IntPtr.Zero)
+            {
+                throw new RocksDbException(error);
+            }
+        }
+
+        GC.KeepAlive(options);
+    }
+
+    /// <inheritdoc />
+    public bool MemTableFlushInProgress =>
+        Database.GetProperty("rocksdb.num-running-flushes") is { } running && running != "0"
+        || _columnFamilyNames.Keys.Any(h => Database.GetProperty("rocksdb.mem-table-flush-pending", h) is { } pending && pending != "0");
+
+    /// <inheritdoc />
     public void Dispose()
     {
         if (_disposed)

@@ -52,6 +52,37 @@ public sealed class ChangelogSnapshotterTests : IDisposable
     }
 
     [Fact]
+    public async Task A_due_materialization_flushes_memtables_in_the_background_first_and_later_checkpoints_refer_to_it()
+    {
+        using var backend = OpenBackend("work", AllKeyGroups);
+        var changelog = new ChangelogSnapshotter(backend, _storage, new SnapshotOwner("job-1", "counts", 0, AllKeyGroups), _directory.Sub("local"), null, keepLocalCopies: true, Options with { MaterializationInterval = TimeSpan.FromMilliseconds(1) });
+        Mutate(backend, round: 1);
+        var first = await changelog.Snapshot(1, AllKeyGroups)(CancellationToken.None);
+        await changelog.Completed(1);
+        Mutate(backend, round: 2);
+        var due = System.Diagnostics.Stopwatch.StartNew();
+        SpinWait.SpinUntil(() => due.Elapsed >= TimeSpan.FromMilliseconds(2)); // the 1 ms interval has passed
+
+        changelog.Tick();
+        Assert.Null(changelog.Running);
+        while (changelog.Running is null)
+        {
+            // Each tick checks whether the background flush is done; it takes the RocksDB checkpoint once it is.
+            Assert.True(due.Elapsed < TimeSpan.FromSeconds(30), "the materialization never started");
+            changelog.Tick();
+        }
+
+        var materialization = await changelog.Running;
+        var second = await changelog.Snapshot(2, AllKeyGroups)(CancellationToken.None);
+
+        Assert.True(materialization.Id > first.Handle.MaterializationId);
+        Assert.Equal(materialization.Id, second.Handle.MaterializationId);
+        Assert.Empty(second.Handle.Changelog!);
+        using var restored = await RestoreAsync("restored", AllKeyGroups, [second.Handle]);
+        AssertSameState(backend, restored, AllKeyGroups);
+    }
+
+    [Fact]
     public async Task Replay_into_two_halves_gives_each_exactly_its_key_groups()
     {
         using var backend = OpenBackend("work", AllKeyGroups);
