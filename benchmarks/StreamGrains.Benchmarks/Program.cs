@@ -49,8 +49,9 @@ recovery.SetAction((r, ct) => RecoveryBenchmark.RunAsync(
 root.Subcommands.Add(recovery);
 
 var rounds = new Option<int>("--rounds") { Description = "Measured rounds; the summary reports medians.", DefaultValueFactory = _ => 3 };
-var savepoint = new Command("savepoint", "Native savepoints of a large keyed state under updates vs an incremental checkpoint and a raw copy of the full state, same run.") { stateMb, storage, valueBytes, updateRate, stateParallelism, silos, seed, rounds, every };
-savepoint.SetAction((r, ct) => SavepointBenchmark.RunAsync(new SavepointSettings(StateOf(r), r.GetValue(rounds), TimeSpan.FromSeconds(r.GetValue(every))), ct));
+var savepointMode = new Option<string>("--mode") { Description = "Checkpoint mode of the job: incremental or changelog.", DefaultValueFactory = _ => "incremental" };
+var savepoint = new Command("savepoint", "Native savepoints of a large keyed state under updates vs a checkpoint and a raw copy of the full state, same run.") { stateMb, storage, valueBytes, updateRate, stateParallelism, silos, seed, rounds, every, savepointMode, materialization };
+savepoint.SetAction((r, ct) => SavepointBenchmark.RunAsync(new SavepointSettings(StateOf(r), r.GetValue(rounds), TimeSpan.FromSeconds(r.GetValue(every)), r.GetValue(savepointMode)!, TimeSpan.FromSeconds(r.GetValue(materialization))), ct));
 root.Subcommands.Add(savepoint);
 
 var from = new Option<int>("--from") { Description = "Parallelism the savepoint is taken at.", DefaultValueFactory = _ => 2 };

@@ -185,6 +185,18 @@ internal sealed class BenchEnvironment : IAsyncDisposable
             .Where(f => f.Contains(local, StringComparison.Ordinal) && f.Contains(checkpoint, StringComparison.Ordinal))];
     }
 
+    /// <summary>Changelog mode: the files of each keyed subtask's latest local materialization.</summary>
+    public IReadOnlyList<string> LocalMaterializedFiles(JobId jobId)
+    {
+        var separator = Path.DirectorySeparatorChar;
+        var local = $"{separator}{jobId.Value}{separator}local{separator}";
+        return [.. Directory.EnumerateDirectories(Cluster.RootDirectory, "chk-*", SearchOption.AllDirectories)
+            .Where(d => d.Contains(local, StringComparison.Ordinal) && Path.GetFileName(Path.GetDirectoryName(d)) == "materialized")
+            .GroupBy(static d => Path.GetDirectoryName(d)!, StringComparer.Ordinal)
+            .Select(static g => g.MaxBy(static d => long.Parse(Path.GetFileName(d).AsSpan(4), System.Globalization.CultureInfo.InvariantCulture))!)
+            .SelectMany(static d => Directory.EnumerateFiles(d))];
+    }
+
     public async ValueTask DisposeAsync()
     {
         await Cluster.DisposeAsync();

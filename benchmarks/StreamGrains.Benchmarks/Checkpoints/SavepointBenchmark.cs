@@ -2,24 +2,40 @@ using StreamGrains.Snapshots;
 
 namespace StreamGrains.Benchmarks.Checkpoints;
 
-internal sealed record SavepointSettings(StateSettings State, int Rounds, TimeSpan Every);
+internal sealed record SavepointSettings(StateSettings State, int Rounds, TimeSpan Every, string Mode = "incremental", TimeSpan? Materialization = null);
 
 /// <summary>
 /// Native savepoints of a job holding <c>--state-mb</c> of keyed state while keys keep being updated, against an
 /// incremental checkpoint of the same job and a raw copy of the full state to the same storage, in the same run.
 /// Rounds alternate checkpoint and savepoint with the same pause before each, so both see the same amount of change.
+/// With <c>--mode changelog</c> the job runs in changelog mode: its checkpoints seal the changelog tail, and a native
+/// savepoint copies the latest materialization and the segments after it; the raw copy baseline is then the latest
+/// materialization on local disk.
 /// </summary>
 internal static class SavepointBenchmark
 {
     public static async Task<int> RunAsync(SavepointSettings settings, CancellationToken cancellationToken)
     {
+        var changelog = settings.Mode switch
+        {
+            "incremental" => false,
+            "changelog" => true,
+            _ => throw new ArgumentException($"--mode must be incremental or changelog, was '{settings.Mode}'."),
+        };
         var fields = settings.State.Fields("savepoint");
+        fields["mode"] = settings.Mode;
         fields["every_s"] = settings.Every.TotalSeconds;
         await using var environment = await BenchEnvironment.StartAsync(settings.State);
         var name = "savepoint-" + Guid.NewGuid().ToString("N")[..8];
-        var jobId = await environment.LoadAsync(settings.State, name, static spec => spec with
+        var jobId = await environment.LoadAsync(settings.State, name, spec => spec with
         {
-            Checkpointing = new StreamGrains.CheckpointSettings { Interval = TimeSpan.FromDays(1), Timeout = TimeSpan.FromMinutes(20) },
+            Checkpointing = new StreamGrains.CheckpointSettings
+            {
+                Interval = TimeSpan.FromDays(1),
+                Timeout = TimeSpan.FromMinutes(20),
+                Mode = changelog ? CheckpointMode.Changelog : CheckpointMode.Incremental,
+                MaterializationInterval = settings.Materialization ?? TimeSpan.FromMinutes(3),
+            },
         });
         var first = await environment.CheckpointAsync(jobId);
         Report.Line(new Dictionary<string, object?>(fields) { ["phase"] = "first_checkpoint", ["checkpoint_s"] = Report.Round(first.Duration!.Value.TotalSeconds), ["full_size_bytes"] = first.FullSize });
@@ -51,7 +67,7 @@ internal static class SavepointBenchmark
             });
         }
 
-        var files = environment.LocalStateFiles(jobId, latest);
+        var files = changelog ? environment.LocalMaterializedFiles(jobId) : environment.LocalStateFiles(jobId, latest);
         var rawBytes = files.Sum(static f => new FileInfo(f).Length);
         var rawCopy = await environment.RawUploadAsync(files, environment.Cluster.RootDirectory, BenchEnvironment.TransfersPerSubtask * settings.State.Parallelism);
         await environment.Client.CancelAsync(jobId, cancellationToken);
