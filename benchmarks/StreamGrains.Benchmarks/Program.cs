@@ -37,8 +37,9 @@ var mode = new Option<string>("--mode") { Description = "Checkpoint mode: increm
 var materialization = new Option<double>("--materialization-s") { Description = "Changelog mode: seconds between materializations of the changelog job.", DefaultValueFactory = _ => 60 };
 var checkpoints = new Option<int>("--checkpoints") { Description = "Measured checkpoints after the first (full) one.", DefaultValueFactory = _ => 10 };
 var every = new Option<double>("--every-s") { Description = "Seconds between checkpoints (recovery: between the changelog job's two checkpoints).", DefaultValueFactory = _ => 5 };
-var checkpoint = new Command("checkpoint", "Checkpoints of a large keyed state under updates: incremental vs a raw copy of the full state to the same storage, or changelog vs incremental.") { mode, materialization, stateMb, storage, valueBytes, updateRate, stateParallelism, silos, seed, checkpoints, every };
-checkpoint.SetAction((r, ct) => CheckpointBenchmark.RunAsync(new CheckpointSettings(StateOf(r), r.GetValue(mode)!, r.GetValue(checkpoints), TimeSpan.FromSeconds(r.GetValue(every)), TimeSpan.FromSeconds(r.GetValue(materialization))), ct));
+var settle = new Option<double>("--settle-s") { Description = "Seconds of updates between the first (full) checkpoint and the measured ones, so the load's compactions do not land in them.", DefaultValueFactory = _ => 0 };
+var checkpoint = new Command("checkpoint", "Checkpoints of a large keyed state under updates: incremental vs a raw copy of the full state to the same storage, or changelog vs incremental.") { mode, materialization, stateMb, storage, valueBytes, updateRate, stateParallelism, silos, seed, checkpoints, every, settle };
+checkpoint.SetAction((r, ct) => CheckpointBenchmark.RunAsync(new CheckpointSettings(StateOf(r), r.GetValue(mode)!, r.GetValue(checkpoints), TimeSpan.FromSeconds(r.GetValue(every)), TimeSpan.FromSeconds(r.GetValue(materialization)), TimeSpan.FromSeconds(r.GetValue(settle))), ct));
 root.Subcommands.Add(checkpoint);
 
 var local = new Option<bool>("--local") { Description = "Fail user code with every silo alive and recover from local copies, instead of killing a silo and downloading." };

@@ -2,7 +2,7 @@ using StreamGrains.Snapshots;
 
 namespace StreamGrains.Benchmarks.Checkpoints;
 
-internal sealed record CheckpointSettings(StateSettings State, string Mode, int Checkpoints, TimeSpan Every, TimeSpan Materialization);
+internal sealed record CheckpointSettings(StateSettings State, string Mode, int Checkpoints, TimeSpan Every, TimeSpan Materialization, TimeSpan Settle = default);
 
 /// <summary>
 /// Checkpoints of a job holding <c>--state-mb</c> of keyed state while keys keep being updated. <c>--mode incremental</c>
@@ -22,6 +22,7 @@ internal static class CheckpointBenchmark
         var fields = settings.State.Fields("checkpoint");
         fields["mode"] = settings.Mode;
         fields["checkpoint_every_s"] = settings.Every.TotalSeconds;
+        fields["settle_s"] = settings.Settle.TotalSeconds;
         switch (settings.Mode)
         {
             case "incremental":
@@ -131,6 +132,12 @@ internal static class CheckpointBenchmark
         // it is reported but not measured.
         var first = await environment.CheckpointAsync(jobId);
         Report.Line(Line(fields, "first_checkpoint", first, changelog));
+        if (settings.Settle > TimeSpan.Zero)
+        {
+            // Pacing: keys keep being updated at the configured rate while the load's compactions run out, so the
+            // measured checkpoints see the steady state rather than the bulk load's aftermath (same for both modes).
+            await Task.Delay(settings.Settle, cancellationToken);
+        }
 
         var latest = first.CheckpointId;
         var measured = new List<CheckpointStats>();

@@ -122,8 +122,24 @@ internal static class RecoveryBenchmark
         Report.Line(CheckpointLine(fields, checkpoint, changelog));
         if (changelog)
         {
-            // Pacing, not synchronization: keys are updated at the configured rate, so the second checkpoint refers to
-            // the first materialization plus a changelog tail that the restore replays.
+            // Steady state: the first materializations ran during the load, so their tails hold part of the load. Wait
+            // (checkpoint by checkpoint) until every keyed subtask refers to a materialization started after the first
+            // checkpoint; then, after the configured pause of updates, the last checkpoint refers to it plus a changelog
+            // tail that the restore replays, as in a job that has been running for a while.
+            var loaded = checkpoint.Subtasks.Where(static s => s.MaterializationId is not null).ToDictionary(static s => s.SubtaskIndex, static s => s.MaterializationId!.Value);
+            var deadline = DateTime.UtcNow + (settings.Materialization * 4) + TimeSpan.FromMinutes(2);
+            while (checkpoint.Subtasks.Any(s => s.MaterializationId is { } id && loaded.TryGetValue(s.SubtaskIndex, out var before) && id <= before + 1))
+            {
+                if (DateTime.UtcNow > deadline)
+                {
+                    throw new InvalidOperationException("No materialization after the load completed in time.");
+                }
+
+                // Pacing, not synchronization: materializations run on their own interval; checkpoints report them.
+                await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken);
+                checkpoint = await environment.CheckpointAsync(jobId);
+            }
+
             await Task.Delay(settings.Every, cancellationToken);
             checkpoint = await environment.CheckpointAsync(jobId);
             Report.Line(CheckpointLine(fields, checkpoint, changelog));
@@ -166,6 +182,7 @@ internal static class RecoveryBenchmark
         var allReady = current.Max(static s => s.ReadyAt!.Value);
         var downloaded = current.Sum(static s => s.Restore?.BytesDownloaded ?? 0);
         var linked = current.Sum(static s => s.Restore?.BytesLinked ?? 0);
+        var replayed = current.Sum(static s => s.Restore?.ChangelogBytesReplayed ?? 0);
         var downloading = current.Count(static s => s.Restore?.BytesDownloaded + s.Restore?.BytesLinked > 0);
         var manifestPath = status.RestoredFrom ?? throw new InvalidOperationException("The job did not restore from a checkpoint.");
         var result = new Recovery(failure, (firstRecord - failedAt).TotalSeconds, (allReady - failedAt).TotalSeconds, downloaded, linked, checkpoint, manifestPath == checkpoint.ManifestPath, null);
@@ -177,6 +194,7 @@ internal static class RecoveryBenchmark
             ["ready_s"] = Report.Round(result.Ready),
             ["bytes_downloaded"] = downloaded,
             ["bytes_linked"] = linked,
+            ["changelog_bytes_replayed"] = replayed,
             ["restored_from"] = manifestPath,
             ["restored_from_latest"] = result.RestoredFromLatest,
         });
