@@ -228,8 +228,14 @@ internal sealed class KeyedProcessOperator<TKey, TIn, TOut>(KeyedProcessNode<TKe
 
     public override ValueTask AfterBatchAsync(CancellationToken cancellationToken)
     {
-        _changelog?.Tick();
-        return ValueTask.CompletedTask;
+        if (_changelog is not { } changelog)
+        {
+            return ValueTask.CompletedTask;
+        }
+
+        changelog.Tick();
+        var limit = Math.Max(32L << 20, 8L * Context.Spec.Checkpointing.ChangelogSegmentBytes);
+        return changelog.Writer.PendingUploadBytes > limit ? new ValueTask(changelog.Writer.WaitForUploadsAsync(limit, cancellationToken)) : ValueTask.CompletedTask;
     }
 
     public void Process(TIn record)

@@ -79,6 +79,7 @@ public sealed class StateChangelogWriter : IStateChangeLogger
     /// <summary>Segment uploads in flight in this process, over all subtasks (a silo's share of the storage's bandwidth).</summary>
     private static readonly SemaphoreSlim Uploads = new(8);
     private ArrayBufferWriter<byte> _buffer = new(64 * 1024);
+    private long _pendingUploadBytes;
     private int _entries;
     private long _openedAt;
     private long _nextSequence;
@@ -108,6 +109,30 @@ public sealed class StateChangelogWriter : IStateChangeLogger
 
     /// <summary>The number of segments sealed and not forgotten.</summary>
     public int Retained => _sealed.Count;
+
+    /// <summary>Bytes of sealed segments not uploaded yet (held in memory).</summary>
+    public long PendingUploadBytes => Interlocked.Read(ref _pendingUploadBytes);
+
+    /// <summary>
+    /// Backpressure: completes once at most <paramref name="limit"/> bytes of sealed segments wait for their upload (the
+    /// mailbox awaits it, so a subtask cannot write changes faster than storage takes them). A failed upload is started
+    /// again here.
+    /// </summary>
+    public async Task WaitForUploadsAsync(long limit, CancellationToken cancellationToken)
+    {
+        while (PendingUploadBytes > limit && _sealed.FirstOrDefault(static s => !s.Upload.IsCompletedSuccessfully) is { } oldest)
+        {
+            try
+            {
+                await oldest.Uploaded().WaitAsync(cancellationToken);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                // Storage failed even after its retries: wait a moment and try that segment again.
+                await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken);
+            }
+        }
+    }
 
     /// <inheritdoc />
     public void Log(ChangeKind kind, string state, ReadOnlySpan<byte> key, ReadOnlySpan<byte> value)
@@ -145,6 +170,7 @@ public sealed class StateChangelogWriter : IStateChangeLogger
         ChangelogSegment.WriteTrailer(_buffer, _buffer.WrittenSpan, _entries);
         var content = _buffer.WrittenMemory;
         var sequence = _nextSequence++;
+        Interlocked.Add(ref _pendingUploadBytes, content.Length);
         var path = string.Create(CultureInfo.InvariantCulture, $"{_prefix}/{sequence:D10}-{Guid.NewGuid():N}.log");
         _sealed.Add(new SealedSegment(sequence, content, bytes => UploadAsync(sequence, path, bytes)));
         BytesSealed += content.Length;
@@ -172,6 +198,7 @@ public sealed class StateChangelogWriter : IStateChangeLogger
         {
             await Task.Yield();
             await _storage.WriteAsync(path, content, overwrite: true, CancellationToken.None);
+            Interlocked.Add(ref _pendingUploadBytes, -content.Length);
             return new StateFile { Name = string.Create(CultureInfo.InvariantCulture, $"{sequence:D10}.log"), Path = path, Length = content.Length, Shared = true };
         }
         finally

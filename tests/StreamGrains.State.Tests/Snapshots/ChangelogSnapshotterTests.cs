@@ -179,6 +179,29 @@ public sealed class ChangelogSnapshotterTests : IDisposable
         await Assert.ThrowsAsync<CheckpointObjectNotFoundException>(() => ChangelogReplay.ReplayAsync(target, [gap], _storage, null, CancellationToken.None));
     }
 
+    [Fact]
+    public async Task Sealed_segments_wait_in_memory_while_storage_is_slow_and_backpressure_waits_until_they_are_uploaded()
+    {
+        var held = new HeldWrites(_storage);
+        var writer = new StateChangelogWriter(held, "job-1/changelog/counts/0/log", AllKeyGroups, 4096, TimeSpan.FromHours(1), 0);
+        var key = new byte[] { 0, 5, 1, 42 };
+        for (var i = 0; i < 100; i++)
+        {
+            writer.Log(ChangeKind.Put, "count", key, new byte[512]);
+        }
+
+        writer.Seal();
+        Assert.True(writer.PendingUploadBytes > 50_000, $"{writer.PendingUploadBytes} bytes pending");
+        var waiting = writer.WaitForUploadsAsync(8192, CancellationToken.None);
+        Assert.False(waiting.IsCompleted);
+
+        held.Release();
+        await waiting;
+        Assert.True(writer.PendingUploadBytes <= 8192, $"{writer.PendingUploadBytes} bytes still pending");
+        var uploaded = await Task.WhenAll(writer.SegmentsAfter(-1).Select(static s => s.Uploaded()));
+        Assert.Equal(writer.BytesSealed, uploaded.Sum(static f => f.Length));
+    }
+
     /// <summary>Changes of every kind: values (some cleared), map entries (some removed, one key's map cleared), lists, timers (some deleted).</summary>
     private static void Mutate(RocksDbKeyedStateBackend<string> backend, int round)
     {
@@ -259,4 +282,38 @@ public sealed class ChangelogSnapshotterTests : IDisposable
 
     private ChangelogSnapshotter NewSnapshotter(RocksDbKeyedStateBackend<string> backend, KeyedStateHandle? restored) =>
         new(backend, _storage, new SnapshotOwner("job-1", "counts", 0, AllKeyGroups), _directory.Sub("local-" + Guid.NewGuid().ToString("N")[..6]), restored, keepLocalCopies: true, Options);
+
+    /// <summary>Filesystem storage whose writes wait until released.</summary>
+    private sealed class HeldWrites(ICheckpointStorage inner) : ICheckpointStorage
+    {
+        private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public string Location => inner.Location;
+
+        public void Release() => _released.TrySetResult();
+
+        public Task CheckAccessAsync(CancellationToken cancellationToken) => inner.CheckAccessAsync(cancellationToken);
+
+        public Task<StoredObject> UploadFileAsync(string localPath, string path, CancellationToken cancellationToken) => inner.UploadFileAsync(localPath, path, cancellationToken);
+
+        public Task DownloadFileAsync(string path, string localPath, StoredObject? expected, CancellationToken cancellationToken) => inner.DownloadFileAsync(path, localPath, expected, cancellationToken);
+
+        public async Task WriteAsync(string path, ReadOnlyMemory<byte> content, bool overwrite, CancellationToken cancellationToken)
+        {
+            await _released.Task;
+            await inner.WriteAsync(path, content, overwrite, cancellationToken);
+        }
+
+        public Task<byte[]?> ReadAsync(string path, CancellationToken cancellationToken) => inner.ReadAsync(path, cancellationToken);
+
+        public Task<bool> ExistsAsync(string path, CancellationToken cancellationToken) => inner.ExistsAsync(path, cancellationToken);
+
+        public Task DeleteAsync(string path, CancellationToken cancellationToken) => inner.DeleteAsync(path, cancellationToken);
+
+        public Task DeletePrefixAsync(string prefix, CancellationToken cancellationToken) => inner.DeletePrefixAsync(prefix, cancellationToken);
+
+        public IAsyncEnumerable<StoredObject> ListAsync(string prefix, CancellationToken cancellationToken) => inner.ListAsync(prefix, cancellationToken);
+
+        public Task CopyAsync(string sourcePath, string destinationPath, CancellationToken cancellationToken) => inner.CopyAsync(sourcePath, destinationPath, cancellationToken);
+    }
 }
