@@ -335,6 +335,19 @@ public sealed partial class FileSystemCheckpointStorage : ICheckpointStorage
         return Path.Combine(_root, path);
     }
 
+    /// <summary>The length of a listed file, or null when it was deleted since it was listed (a concurrent delete is no error).</summary>
+    private static long? LengthOrNull(FileInfo file)
+    {
+        try
+        {
+            return file.Length;
+        }
+        catch (FileNotFoundException)
+        {
+            return null;
+        }
+    }
+
     private async IAsyncEnumerable<StoredObject> ListCoreAsync(string prefix, string directory, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         List<StoredObject> found = [];
@@ -346,9 +359,9 @@ public sealed partial class FileSystemCheckpointStorage : ICheckpointStorage
                 foreach (var file in new DirectoryInfo(directory).EnumerateFiles("*", options))
                 {
                     cancellationToken.ThrowIfCancellationRequested();
-                    if (!file.Name.StartsWith(TemporaryPrefix, StringComparison.Ordinal))
+                    if (!file.Name.StartsWith(TemporaryPrefix, StringComparison.Ordinal) && LengthOrNull(file) is { } length)
                     {
-                        found.Add(new StoredObject(Path.GetRelativePath(_root, file.FullName).Replace('\\', '/'), file.Length, null));
+                        found.Add(new StoredObject(Path.GetRelativePath(_root, file.FullName).Replace('\\', '/'), length, null));
                     }
                 }
             }
