@@ -67,8 +67,9 @@ public sealed class SealedSegment
 /// <para>A failed upload is retried by the storage's own policy; if it still fails, the checkpoints that need the segment
 /// fail (and are aborted), the job keeps running and a later checkpoint uploads the segment again.</para>
 /// </remarks>
-public sealed class StateChangelogWriter : IStateChangeLogger
+public sealed class StateChangelogWriter : IStateChangeLogger, IDisposable
 {
+    private readonly CancellationTokenSource _closed = new();
     private readonly ICheckpointStorage _storage;
     private readonly string _prefix;
     private readonly KeyGroupRange _keyGroups;
@@ -180,6 +181,12 @@ public sealed class StateChangelogWriter : IStateChangeLogger
         return sequence;
     }
 
+    /// <summary>Stops uploads in flight (the subtask is closing: a new attempt will not use them).</summary>
+    public void Dispose()
+    {
+        _closed.Cancel(); // not disposed: uploads still running observe the token
+    }
+
     /// <summary>The sealed segments after <paramref name="sequence"/>, in order.</summary>
     public IReadOnlyList<SealedSegment> SegmentsAfter(long sequence) => _sealed.Where(s => s.Sequence > sequence).ToArray();
 
@@ -193,11 +200,11 @@ public sealed class StateChangelogWriter : IStateChangeLogger
 
     private async Task<StateFile> UploadAsync(long sequence, string path, ReadOnlyMemory<byte> content)
     {
-        await Uploads.WaitAsync();
+        await Uploads.WaitAsync(_closed.Token);
         try
         {
             await Task.Yield();
-            await _storage.WriteAsync(path, content, overwrite: true, CancellationToken.None);
+            await _storage.WriteAsync(path, content, overwrite: true, _closed.Token);
             Interlocked.Add(ref _pendingUploadBytes, -content.Length);
             return new StateFile { Name = string.Create(CultureInfo.InvariantCulture, $"{sequence:D10}.log"), Path = path, Length = content.Length, Shared = true };
         }
