@@ -14,7 +14,7 @@ namespace StreamGrains.Grains.Operators;
 
 /// <summary>Runs a <see cref="KeyedProcessFunction{TKey, TIn, TOut}"/> with RocksDB keyed state and processing-time timers.</summary>
 internal sealed class KeyedProcessOperator<TKey, TIn, TOut>(KeyedProcessNode<TKey, TIn, TOut> node, IRecordInput<TOut> next)
-    : ChainOperator(node.EffectiveUid), IRecordInput<TIn>, IKeyedProcessContext<TKey>, ITimerService, ICollector<TOut>, IKeyedRuntimeContext, IDisposable
+    : ChainOperator(node.EffectiveUid), IRecordInput<TIn>, IKeyedProcessContext<TKey>, ITimerService, ICollector<TOut>, IKeyedRuntimeContext
     where TKey : notnull
 {
     private readonly KeyedProcessFunction<TKey, TIn, TOut> _function = node.Function;
@@ -292,19 +292,11 @@ internal sealed class KeyedProcessOperator<TKey, TIn, TOut>(KeyedProcessNode<TKe
         }
         finally
         {
-            Dispose();
+            _backend?.Dispose();
+            _backend = null;
         }
 
         return ValueTask.CompletedTask;
-    }
-
-    /// <summary>Stops the changelog's uploads and closes the state.</summary>
-    public void Dispose()
-    {
-        _changelog?.Dispose();
-        _changelog = null;
-        _backend?.Dispose();
-        _backend = null;
     }
 }
 

@@ -48,9 +48,8 @@ public sealed record ChangelogSnapshot(KeyedStateHandle Handle, long ChangelogBy
 /// files are reused only from a confirmed one (one a completed checkpoint referred to), as in incremental mode.</para>
 /// <para>Threading: everything but the uploads runs on the subtask's mailbox.</para>
 /// </remarks>
-public sealed class ChangelogSnapshotter : IDisposable
+public sealed class ChangelogSnapshotter
 {
-    private readonly CancellationTokenSource _closed = new();
     private static readonly TimeSpan MaxFlushWait = TimeSpan.FromSeconds(10);
     private readonly IRocksDbInstance _instance;
     private readonly ICheckpointStorage _storage;
@@ -252,17 +251,6 @@ public sealed class ChangelogSnapshotter : IDisposable
     /// <summary>Checkpoint <paramref name="checkpointId"/> was aborted: its segments and materialization stay for the next one.</summary>
     public void Aborted(long checkpointId) => _pending.Remove(checkpointId);
 
-    /// <summary>
-    /// Closes the changelog: uploads in flight (segments, a materialization) stop, so a failed attempt does not compete
-    /// with the restore of the next one for storage bandwidth.
-    /// </summary>
-    public void Dispose()
-    {
-        _instance.ChangeLogger = null;
-        _closed.Cancel(); // not disposed: uploads still running observe the token
-        _writer.Dispose();
-    }
-
     /// <summary>A consistent local view of the instance (a RocksDB checkpoint) for canonical savepoints; the caller deletes it.</summary>
     public LocalSnapshot TakeLocalView(long checkpointId, string directoryRoot)
     {
@@ -298,10 +286,9 @@ public sealed class ChangelogSnapshotter : IDisposable
         var upTo = _writer.Seal();
         var local = _materializer.TakeLocalSnapshot(_nextMaterializationId++);
         var materializer = _materializer;
-        var closed = _closed.Token;
         var task = Task.Run(async () =>
         {
-            var uploaded = await materializer.UploadAsync(local, closed);
+            var uploaded = await materializer.UploadAsync(local, CancellationToken.None);
             return new Materialization(local.CheckpointId, uploaded.Handle.Files, upTo, [], watch.Elapsed, uploaded.BytesUploaded);
         });
         _inFlight = task;

@@ -67,9 +67,8 @@ public sealed class SealedSegment
 /// <para>A failed upload is retried by the storage's own policy; if it still fails, the checkpoints that need the segment
 /// fail (and are aborted), the job keeps running and a later checkpoint uploads the segment again.</para>
 /// </remarks>
-public sealed class StateChangelogWriter : IStateChangeLogger, IDisposable
+public sealed class StateChangelogWriter : IStateChangeLogger
 {
-    private readonly CancellationTokenSource _closed = new();
     private readonly ICheckpointStorage _storage;
     private readonly string _prefix;
     private readonly KeyGroupRange _keyGroups;
@@ -181,12 +180,6 @@ public sealed class StateChangelogWriter : IStateChangeLogger, IDisposable
         return sequence;
     }
 
-    /// <summary>Stops uploads in flight (the subtask is closing: a new attempt will not use them).</summary>
-    public void Dispose()
-    {
-        _closed.Cancel(); // not disposed: uploads still running observe the token
-    }
-
     /// <summary>The sealed segments after <paramref name="sequence"/>, in order.</summary>
     public IReadOnlyList<SealedSegment> SegmentsAfter(long sequence) => _sealed.Where(s => s.Sequence > sequence).ToArray();
 
@@ -200,11 +193,11 @@ public sealed class StateChangelogWriter : IStateChangeLogger, IDisposable
 
     private async Task<StateFile> UploadAsync(long sequence, string path, ReadOnlyMemory<byte> content)
     {
-        await Uploads.WaitAsync(_closed.Token);
+        await Uploads.WaitAsync();
         try
         {
             await Task.Yield();
-            await _storage.WriteAsync(path, content, overwrite: true, _closed.Token);
+            await _storage.WriteAsync(path, content, overwrite: true, CancellationToken.None);
             Interlocked.Add(ref _pendingUploadBytes, -content.Length);
             return new StateFile { Name = string.Create(CultureInfo.InvariantCulture, $"{sequence:D10}.log"), Path = path, Length = content.Length, Shared = true };
         }
