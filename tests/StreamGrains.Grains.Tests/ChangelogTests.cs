@@ -231,32 +231,12 @@ public sealed class ChangelogTests
         }
     }
 
-    private sealed class GatedStorage(ICheckpointStorage inner, MaterializationGate gate) : ICheckpointStorage
+    private sealed class GatedStorage(ICheckpointStorage inner, MaterializationGate gate) : DelegatingCheckpointStorage(inner)
     {
-        public string Location => inner.Location;
-
-        public Task CheckAccessAsync(CancellationToken cancellationToken) => inner.CheckAccessAsync(cancellationToken);
-
-        public async Task<StoredObject> UploadFileAsync(string localPath, string path, CancellationToken cancellationToken)
+        public override async Task<StoredObject> UploadFileAsync(string localPath, string path, CancellationToken cancellationToken)
         {
             await gate.BeforeUploadAsync(path);
-            return await inner.UploadFileAsync(localPath, path, cancellationToken);
+            return await Inner.UploadFileAsync(localPath, path, cancellationToken);
         }
-
-        public Task DownloadFileAsync(string path, string localPath, StoredObject? expected, CancellationToken cancellationToken) => inner.DownloadFileAsync(path, localPath, expected, cancellationToken);
-
-        public Task WriteAsync(string path, ReadOnlyMemory<byte> content, bool overwrite, CancellationToken cancellationToken) => inner.WriteAsync(path, content, overwrite, cancellationToken);
-
-        public Task<byte[]?> ReadAsync(string path, CancellationToken cancellationToken) => inner.ReadAsync(path, cancellationToken);
-
-        public Task<bool> ExistsAsync(string path, CancellationToken cancellationToken) => inner.ExistsAsync(path, cancellationToken);
-
-        public Task DeleteAsync(string path, CancellationToken cancellationToken) => inner.DeleteAsync(path, cancellationToken);
-
-        public Task DeletePrefixAsync(string prefix, CancellationToken cancellationToken) => inner.DeletePrefixAsync(prefix, cancellationToken);
-
-        public IAsyncEnumerable<StoredObject> ListAsync(string prefix, CancellationToken cancellationToken) => inner.ListAsync(prefix, cancellationToken);
-
-        public Task CopyAsync(string sourcePath, string destinationPath, CancellationToken cancellationToken) => inner.CopyAsync(sourcePath, destinationPath, cancellationToken);
     }
 }

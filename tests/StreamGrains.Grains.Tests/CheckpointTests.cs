@@ -422,37 +422,19 @@ public sealed class CheckpointTests
     }
 
     /// <summary>Storage whose downloads take a while, so that restores are slow enough to race with sources.</summary>
-    private sealed class SlowDownloadStorage(ICheckpointStorage inner, TimeSpan delay, TimeSpan uploadDelay = default) : ICheckpointStorage
+    private sealed class SlowDownloadStorage(ICheckpointStorage inner, TimeSpan delay, TimeSpan uploadDelay = default) : DelegatingCheckpointStorage(inner)
     {
-        public string Location => inner.Location;
-
-        public Task CheckAccessAsync(CancellationToken cancellationToken) => inner.CheckAccessAsync(cancellationToken);
-
-        public async Task<StoredObject> UploadFileAsync(string localPath, string path, CancellationToken cancellationToken)
+        public override async Task<StoredObject> UploadFileAsync(string localPath, string path, CancellationToken cancellationToken)
         {
             await Task.Delay(uploadDelay, cancellationToken);
-            return await inner.UploadFileAsync(localPath, path, cancellationToken);
+            return await Inner.UploadFileAsync(localPath, path, cancellationToken);
         }
 
-        public async Task DownloadFileAsync(string path, string localPath, StoredObject? expected, CancellationToken cancellationToken)
+        public override async Task DownloadFileAsync(string path, string localPath, StoredObject? expected, CancellationToken cancellationToken)
         {
             // Fault injection, not synchronization: a slow download widens the window in which a source could start early.
             await Task.Delay(delay, cancellationToken);
-            await inner.DownloadFileAsync(path, localPath, expected, cancellationToken);
+            await Inner.DownloadFileAsync(path, localPath, expected, cancellationToken);
         }
-
-        public Task WriteAsync(string path, ReadOnlyMemory<byte> content, bool overwrite, CancellationToken cancellationToken) => inner.WriteAsync(path, content, overwrite, cancellationToken);
-
-        public Task<byte[]?> ReadAsync(string path, CancellationToken cancellationToken) => inner.ReadAsync(path, cancellationToken);
-
-        public Task<bool> ExistsAsync(string path, CancellationToken cancellationToken) => inner.ExistsAsync(path, cancellationToken);
-
-        public Task DeleteAsync(string path, CancellationToken cancellationToken) => inner.DeleteAsync(path, cancellationToken);
-
-        public Task DeletePrefixAsync(string prefix, CancellationToken cancellationToken) => inner.DeletePrefixAsync(prefix, cancellationToken);
-
-        public IAsyncEnumerable<StoredObject> ListAsync(string prefix, CancellationToken cancellationToken) => inner.ListAsync(prefix, cancellationToken);
-
-        public Task CopyAsync(string sourcePath, string destinationPath, CancellationToken cancellationToken) => inner.CopyAsync(sourcePath, destinationPath, cancellationToken);
     }
 }

@@ -107,9 +107,6 @@ public sealed class StateChangelogWriter : IStateChangeLogger
     /// <summary>Bytes of changelog sealed so far.</summary>
     public long BytesSealed { get; private set; }
 
-    /// <summary>The number of segments sealed and not forgotten.</summary>
-    public int Retained => _sealed.Count;
-
     /// <summary>Bytes of sealed segments not uploaded yet (held in memory).</summary>
     public long PendingUploadBytes => Interlocked.Read(ref _pendingUploadBytes);
 

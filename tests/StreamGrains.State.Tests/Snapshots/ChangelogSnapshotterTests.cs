@@ -284,36 +284,16 @@ public sealed class ChangelogSnapshotterTests : IDisposable
         new(backend, _storage, new SnapshotOwner("job-1", "counts", 0, AllKeyGroups), _directory.Sub("local-" + Guid.NewGuid().ToString("N")[..6]), restored, keepLocalCopies: true, Options);
 
     /// <summary>Filesystem storage whose writes wait until released.</summary>
-    private sealed class HeldWrites(ICheckpointStorage inner) : ICheckpointStorage
+    private sealed class HeldWrites(ICheckpointStorage inner) : DelegatingCheckpointStorage(inner)
     {
         private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-        public string Location => inner.Location;
-
         public void Release() => _released.TrySetResult();
 
-        public Task CheckAccessAsync(CancellationToken cancellationToken) => inner.CheckAccessAsync(cancellationToken);
-
-        public Task<StoredObject> UploadFileAsync(string localPath, string path, CancellationToken cancellationToken) => inner.UploadFileAsync(localPath, path, cancellationToken);
-
-        public Task DownloadFileAsync(string path, string localPath, StoredObject? expected, CancellationToken cancellationToken) => inner.DownloadFileAsync(path, localPath, expected, cancellationToken);
-
-        public async Task WriteAsync(string path, ReadOnlyMemory<byte> content, bool overwrite, CancellationToken cancellationToken)
+        public override async Task WriteAsync(string path, ReadOnlyMemory<byte> content, bool overwrite, CancellationToken cancellationToken)
         {
             await _released.Task;
-            await inner.WriteAsync(path, content, overwrite, cancellationToken);
+            await Inner.WriteAsync(path, content, overwrite, cancellationToken);
         }
-
-        public Task<byte[]?> ReadAsync(string path, CancellationToken cancellationToken) => inner.ReadAsync(path, cancellationToken);
-
-        public Task<bool> ExistsAsync(string path, CancellationToken cancellationToken) => inner.ExistsAsync(path, cancellationToken);
-
-        public Task DeleteAsync(string path, CancellationToken cancellationToken) => inner.DeleteAsync(path, cancellationToken);
-
-        public Task DeletePrefixAsync(string prefix, CancellationToken cancellationToken) => inner.DeletePrefixAsync(prefix, cancellationToken);
-
-        public IAsyncEnumerable<StoredObject> ListAsync(string prefix, CancellationToken cancellationToken) => inner.ListAsync(prefix, cancellationToken);
-
-        public Task CopyAsync(string sourcePath, string destinationPath, CancellationToken cancellationToken) => inner.CopyAsync(sourcePath, destinationPath, cancellationToken);
     }
 }

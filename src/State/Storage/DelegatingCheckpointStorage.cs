@@ -1,0 +1,45 @@
+namespace StreamGrains.State.Storage;
+
+/// <summary>
+/// A checkpoint storage that passes every call to another one; override the calls to decorate (fault injection,
+/// metering, throttling).
+/// </summary>
+/// <param name="inner">The storage calls go to.</param>
+public abstract class DelegatingCheckpointStorage(ICheckpointStorage inner) : ICheckpointStorage
+{
+    /// <summary>The storage calls go to.</summary>
+    protected ICheckpointStorage Inner { get; } = inner ?? throw new ArgumentNullException(nameof(inner));
+
+    /// <inheritdoc />
+    public virtual string Location => Inner.Location;
+
+    /// <inheritdoc />
+    public virtual Task CheckAccessAsync(CancellationToken cancellationToken) => Inner.CheckAccessAsync(cancellationToken);
+
+    /// <inheritdoc />
+    public virtual Task<StoredObject> UploadFileAsync(string localPath, string path, CancellationToken cancellationToken) => Inner.UploadFileAsync(localPath, path, cancellationToken);
+
+    /// <inheritdoc />
+    public virtual Task DownloadFileAsync(string path, string localPath, StoredObject? expected, CancellationToken cancellationToken) => Inner.DownloadFileAsync(path, localPath, expected, cancellationToken);
+
+    /// <inheritdoc />
+    public virtual Task WriteAsync(string path, ReadOnlyMemory<byte> content, bool overwrite, CancellationToken cancellationToken) => Inner.WriteAsync(path, content, overwrite, cancellationToken);
+
+    /// <inheritdoc />
+    public virtual Task<byte[]?> ReadAsync(string path, CancellationToken cancellationToken) => Inner.ReadAsync(path, cancellationToken);
+
+    /// <inheritdoc />
+    public virtual Task<bool> ExistsAsync(string path, CancellationToken cancellationToken) => Inner.ExistsAsync(path, cancellationToken);
+
+    /// <inheritdoc />
+    public virtual Task DeleteAsync(string path, CancellationToken cancellationToken) => Inner.DeleteAsync(path, cancellationToken);
+
+    /// <inheritdoc />
+    public virtual Task DeletePrefixAsync(string prefix, CancellationToken cancellationToken) => Inner.DeletePrefixAsync(prefix, cancellationToken);
+
+    /// <inheritdoc />
+    public virtual IAsyncEnumerable<StoredObject> ListAsync(string prefix, CancellationToken cancellationToken) => Inner.ListAsync(prefix, cancellationToken);
+
+    /// <inheritdoc />
+    public virtual Task CopyAsync(string sourcePath, string destinationPath, CancellationToken cancellationToken) => Inner.CopyAsync(sourcePath, destinationPath, cancellationToken);
+}
