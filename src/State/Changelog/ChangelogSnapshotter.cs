@@ -45,7 +45,11 @@ public sealed record ChangelogSnapshot(KeyedStateHandle Handle, long ChangelogBy
 /// checkpoint's handle = materialization + every segment after it, so restore = files + replay; (3) segments a
 /// confirmed materialization covers are forgotten; those no completed checkpoint referred to are deleted here, the
 /// others by the coordinator once no retained checkpoint refers to them (they are shared files); (4) materialization
-/// files are reused only from a confirmed one (one a completed checkpoint referred to), as in incremental mode.</para>
+/// files are reused only from a confirmed one (one a completed checkpoint referred to), as in incremental mode; (5) a
+/// materialization starts only once the latest finished one is confirmed. Without (5) a materialization could reuse the
+/// files of an older confirmed one while checkpoints refer to an intermediate one that did not reuse them (it started
+/// before the older one was confirmed): once those checkpoints subsume the last one referring to the older
+/// materialization, the coordinator deletes its files, which the new materialization still refers to.</para>
 /// <para>Threading: everything but the uploads runs on the subtask's mailbox.</para>
 /// </remarks>
 public sealed class ChangelogSnapshotter
@@ -135,6 +139,13 @@ public sealed class ChangelogSnapshotter
         Adopt();
         if (_inFlight is not null || Stopwatch.GetElapsedTime(_lastMaterializationStarted) < _options.MaterializationInterval)
         {
+            return;
+        }
+
+        if (_latest is { } latest && latest.Id > _confirmedMaterialization)
+        {
+            // Invariant (5): the next materialization reuses the files of the latest one, so it waits until a completed
+            // checkpoint refers to that one.
             return;
         }
 

@@ -83,6 +83,41 @@ public sealed class ChangelogSnapshotterTests : IDisposable
     }
 
     [Fact]
+    public async Task The_next_materialization_waits_until_a_completed_checkpoint_refers_to_the_latest_one()
+    {
+        using var backend = OpenBackend("work", AllKeyGroups);
+        var changelog = new ChangelogSnapshotter(backend, _storage, new SnapshotOwner("job-1", "counts", 0, AllKeyGroups), _directory.Sub("local"), null, keepLocalCopies: false, Options with { MaterializationInterval = TimeSpan.FromMilliseconds(1) });
+        Mutate(backend, round: 1);
+        var first = await changelog.Snapshot(1, AllKeyGroups)(CancellationToken.None);
+        Mutate(backend, round: 2);
+        var due = System.Diagnostics.Stopwatch.StartNew();
+        SpinWait.SpinUntil(() => due.Elapsed >= TimeSpan.FromMilliseconds(2)); // the 1 ms interval has passed
+
+        // Checkpoint 1 has not completed: its materialization is not confirmed, so none may start (it would reuse files
+        // that the coordinator may delete before anything refers to the new one). Ticks that would flush and then start
+        // one (see the test above) start nothing.
+        for (var i = 0; i < 3; i++)
+        {
+            changelog.Tick();
+            Assert.True(SpinWait.SpinUntil(() => !backend.MemTableFlushInProgress, TimeSpan.FromSeconds(30)), "a memtable flush never ended");
+        }
+
+        changelog.Tick();
+        Assert.Null(changelog.Running);
+
+        await changelog.Completed(1);
+        while (changelog.Running is null)
+        {
+            Assert.True(due.Elapsed < TimeSpan.FromSeconds(30), "no materialization started after the checkpoint completed");
+            changelog.Tick();
+        }
+
+        var next = await changelog.Running;
+        Assert.True(next.Id > first.Handle.MaterializationId);
+        Assert.Contains(next.Files, f => first.Handle.Files.Any(g => g.Path == f.Path && f.Name.EndsWith(".sst", StringComparison.Ordinal)));
+    }
+
+    [Fact]
     public async Task Replay_into_two_halves_gives_each_exactly_its_key_groups()
     {
         using var backend = OpenBackend("work", AllKeyGroups);
