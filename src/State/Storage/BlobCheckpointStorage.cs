@@ -166,6 +166,8 @@ public sealed class BlobCheckpointStorage : ICheckpointStorage
         }
     }
 
+    private const string MetricsKind = "blob";
+
     /// <inheritdoc />
     /// <remarks>The file is read twice: once to compute its XxHash64 (which must be known when the upload commits), once to upload it.</remarks>
     public async Task<StoredObject> UploadFileAsync(string localPath, string path, CancellationToken cancellationToken)
@@ -176,6 +178,7 @@ public sealed class BlobCheckpointStorage : ICheckpointStorage
         {
             var (length, checksum) = await Checksums.OfFileAsync(localPath, cancellationToken);
             await blob.UploadAsync(localPath, UploadOptions(checksum, overwrite: true, singleRequest: false), cancellationToken);
+            CheckpointStorageMetrics.Wrote(MetricsKind, length);
             return new StoredObject(path, length, checksum);
         }
         catch (Exception ex) when (IsStorageFailure(ex, cancellationToken))
@@ -203,6 +206,8 @@ public sealed class BlobCheckpointStorage : ICheckpointStorage
                 await file.FlushAsync(cancellationToken);
                 (length, checksum) = (hashing.Length, hashing.Checksum);
             }
+
+            CheckpointStorageMetrics.Fetched(MetricsKind, length);
 
             Checksums.Verify(path, expected, length, checksum);
             File.Move(temporary, destination, overwrite: true);
@@ -234,6 +239,7 @@ public sealed class BlobCheckpointStorage : ICheckpointStorage
         try
         {
             await blob.UploadAsync(BinaryData.FromBytes(content), UploadOptions(Checksums.Of(content.Span), overwrite, singleRequest: true), cancellationToken);
+            CheckpointStorageMetrics.Wrote(MetricsKind, content.Length);
         }
         catch (RequestFailedException ex) when (!overwrite && ex.Status is 409 or 412)
         {
@@ -265,6 +271,7 @@ public sealed class BlobCheckpointStorage : ICheckpointStorage
         }
 
         var content = result.Content.ToArray();
+        CheckpointStorageMetrics.Fetched(MetricsKind, content.Length);
         if (result.Details.Metadata.TryGetValue(ChecksumMetadataKey, out var stored))
         {
             Checksums.Verify(path, new StoredObject(path, content.Length, stored), content.Length, Checksums.Of(content));

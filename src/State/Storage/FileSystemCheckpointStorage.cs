@@ -65,6 +65,8 @@ public sealed partial class FileSystemCheckpointStorage : ICheckpointStorage
         }
     }
 
+    private const string MetricsKind = "filesystem";
+
     /// <inheritdoc />
     public async Task<StoredObject> UploadFileAsync(string localPath, string path, CancellationToken cancellationToken)
     {
@@ -78,6 +80,7 @@ public sealed partial class FileSystemCheckpointStorage : ICheckpointStorage
             {
                 var (length, checksum) = await CopyHashingAsync(localPath, temporary, cancellationToken);
                 File.Move(temporary, target, overwrite: true);
+                CheckpointStorageMetrics.Wrote(MetricsKind, length);
                 return new StoredObject(path, length, checksum);
             }
             finally
@@ -109,6 +112,7 @@ public sealed partial class FileSystemCheckpointStorage : ICheckpointStorage
             try
             {
                 var (length, checksum) = await CopyHashingAsync(source, temporary, cancellationToken);
+                CheckpointStorageMetrics.Fetched(MetricsKind, length);
                 Checksums.Verify(path, expected, length, checksum);
                 File.Move(temporary, destination, overwrite: true);
             }
@@ -166,6 +170,7 @@ public sealed partial class FileSystemCheckpointStorage : ICheckpointStorage
                 {
                     // Hash the link (the same inode as the stored object) so what is verified is what is used.
                     var (length, checksum) = await Checksums.OfFileAsync(temporary, cancellationToken);
+                    CheckpointStorageMetrics.Fetched(MetricsKind, length);
                     Checksums.Verify(path, expected, length, checksum);
                 }
 
@@ -199,6 +204,8 @@ public sealed partial class FileSystemCheckpointStorage : ICheckpointStorage
                     stream.Flush(flushToDisk: true);
                 }
 
+                CheckpointStorageMetrics.Wrote(MetricsKind, content.Length);
+
                 if (overwrite)
                 {
                     File.Move(temporary, target, overwrite: true);
@@ -225,7 +232,9 @@ public sealed partial class FileSystemCheckpointStorage : ICheckpointStorage
         var source = FullPath(path);
         try
         {
-            return await File.ReadAllBytesAsync(source, cancellationToken);
+            var content = await File.ReadAllBytesAsync(source, cancellationToken);
+            CheckpointStorageMetrics.Fetched(MetricsKind, content.Length);
+            return content;
         }
         catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
         {

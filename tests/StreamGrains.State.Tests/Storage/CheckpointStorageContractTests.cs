@@ -45,6 +45,40 @@ public abstract class CheckpointStorageContractTests : IDisposable
     }
 
     [Fact]
+    public async Task Bytes_written_and_read_are_counted_by_the_storage_meter()
+    {
+        long written = 0;
+        long read = 0;
+        using var listener = new System.Diagnostics.Metrics.MeterListener();
+        listener.InstrumentPublished = static (instrument, l) =>
+        {
+            if (instrument.Meter.Name == CheckpointStorageMetrics.MeterName)
+            {
+                l.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<long>((instrument, value, _, _) =>
+        {
+            // Other tests run at the same time and add to the same counters: the assertions below are lower bounds.
+            _ = instrument.Name == CheckpointStorageMetrics.BytesWrittenName ? Interlocked.Add(ref written, value) : Interlocked.Add(ref read, value);
+        });
+        listener.Start();
+        var small = RandomBytes(seed: 31, 70_001);
+        var file = RandomBytes(seed: 32, 300_003);
+        var source = LocalPath("metered.sst");
+        await File.WriteAllBytesAsync(source, file);
+
+        await Storage.WriteAsync("metered/small", small, overwrite: false, CancellationToken.None);
+        var stored = await Storage.UploadFileAsync(source, "metered/file.sst", CancellationToken.None);
+        var wroteAtLeast = Interlocked.Read(ref written);
+        await Storage.ReadAsync("metered/small", CancellationToken.None);
+        await Storage.DownloadFileAsync("metered/file.sst", LocalPath("metered-copy.sst"), stored, CancellationToken.None);
+
+        Assert.True(wroteAtLeast >= small.Length + file.Length, $"counted {wroteAtLeast} bytes written, expected at least {small.Length + file.Length}");
+        Assert.True(Interlocked.Read(ref read) >= small.Length + file.Length, $"counted {Interlocked.Read(ref read)} bytes read, expected at least {small.Length + file.Length}");
+    }
+
+    [Fact]
     public async Task Write_with_overwrite_replaces_the_content()
     {
         await Storage.WriteAsync("a/b", RandomBytes(seed: 2, 5_000), overwrite: false, CancellationToken.None);
