@@ -143,6 +143,12 @@ public sealed record SubtaskStatus
 
     /// <summary>The attempt the subtask belongs to.</summary>
     [Id(16)] public int Attempt { get; init; }
+
+    /// <summary>When the subtask began to open (build its chain and restore its state).</summary>
+    [Id(17)] public DateTimeOffset? OpenedAt { get; init; }
+
+    /// <summary>A condition an operator should know about while it lasts (for example materializations that fail).</summary>
+    [Id(18)] public string? Warning { get; init; }
 }
 
 /// <summary>How far a subtask got restoring its state.</summary>
@@ -184,6 +190,9 @@ public sealed record RestoreProgress
 
     /// <summary>Changelog mode: bytes of changelog replayed so far.</summary>
     [Id(10)] public long ChangelogBytesReplayed { get; init; }
+
+    /// <summary>When the state files were in place (before any changelog replay); null until then.</summary>
+    [Id(11)] public DateTimeOffset? FilesRestoredAt { get; init; }
 
     /// <inheritdoc />
     public override string ToString() => $"checkpoint {CheckpointId}: {FilesDone}/{FilesTotal} files, {BytesDone}/{BytesTotal} bytes ({BytesDownloaded} downloaded, {BytesLinked} linked from storage){(ChangelogSegmentsTotal > 0 ? $", changelog {ChangelogSegmentsDone}/{ChangelogSegmentsTotal} segments" : string.Empty)}{(Completed ? ", done" : string.Empty)}";
@@ -229,7 +238,10 @@ public sealed record JobStatus
     /// <summary>The most recent checkpoints (completed, aborted, in progress), newest first.</summary>
     [Id(11)] public IReadOnlyList<Snapshots.CheckpointStats> RecentCheckpoints { get; init; } = [];
 
-    /// <summary>Things an operator should know about (for example a checkpoint that could not be restored).</summary>
+    /// <summary>
+    /// Things an operator should know about: events of the job's life (for example a checkpoint that could not be
+    /// restored), then the current <see cref="SubtaskStatus.Warning"/> of each subtask of the running attempt.
+    /// </summary>
     [Id(12)] public IReadOnlyList<string> Warnings { get; init; } = [];
 
     /// <summary>The checkpoint the current attempt restored from, if any.</summary>

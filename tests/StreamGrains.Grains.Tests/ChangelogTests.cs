@@ -181,6 +181,52 @@ public sealed class ChangelogTests
         Assert.True(late.Max(static s => s.Bytes) <= 1.5 * middle.Max(static s => s.Bytes), $"changelog bytes keep growing: {summary}");
     }
 
+    [Fact]
+    public async Task Failing_materializations_show_in_the_job_status_as_a_warning_until_one_succeeds()
+    {
+        var name = $"changelog-warning-{Guid.NewGuid():N}";
+        var outage = new MaterializationOutage();
+        await using var cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions
+        {
+            Silos = 1,
+            ConfigureServices = services => services.AddSingleton<ICheckpointStorage>(sp => new FailingMaterializationStorage(sp.GetRequiredService<IOptions<StreamGrainsOptions>>().Value.CheckpointStorage.Create(), outage)),
+        });
+        var client = cluster.Client;
+        var parameters = JobParameters.Empty.With("events", 100_000_000).With("keys", 20_000).With("rate", 50_000).With("name", name);
+        var jobId = await cluster.SubmitAsync<ResilientCountJob>(parameters, parallelism: 2, configure: ChangelogCheckpointed);
+        await client.WaitForStateAsync(jobId, JobState.Running, Timeout);
+        Assert.Equal(CheckpointOutcome.Completed, (await client.TriggerCheckpointAsync(jobId, Timeout)).Outcome);
+
+        outage.Failing = true;
+        var warned = await PollAsync(client, jobId, static s => s.Subtasks.Any(static t => t.Warning is not null));
+        var checkpointDuringOutage = await client.TriggerCheckpointAsync(jobId, Timeout);
+        outage.Failing = false;
+        var cleared = await PollAsync(client, jobId, static s => s.Subtasks.All(static t => t.Warning is null));
+        await client.CancelAsync(jobId);
+
+        Assert.Contains(warned.Warnings, static w => w.Contains("materialization failed", StringComparison.Ordinal) && w.Contains(FailingMaterializationStorage.Message, StringComparison.Ordinal) && w.StartsWith("counts", StringComparison.Ordinal));
+        Assert.Equal(CheckpointOutcome.Completed, checkpointDuringOutage.Outcome); // the changelog keeps checkpoints going
+        Assert.DoesNotContain(cleared.Warnings, static w => w.Contains("materialization failed", StringComparison.Ordinal));
+        Assert.Equal(1, cleared.Attempt);
+    }
+
+    private static async Task<JobStatus> PollAsync(StreamGrains.Client.StreamGrainsClient client, JobId jobId, Func<JobStatus, bool> condition)
+    {
+        // Polling: a subtask's warning is read from the subtask when the status is asked for; no event announces it.
+        var deadline = DateTime.UtcNow + Timeout;
+        while (true)
+        {
+            var status = await client.GetStatusAsync(jobId);
+            if (condition(status))
+            {
+                return status;
+            }
+
+            Assert.True(DateTime.UtcNow < deadline, $"timed out; warnings: {string.Join(" | ", status.Warnings)}");
+            await Task.Delay(100);
+        }
+    }
+
     internal static JobSpec ChangelogCheckpointed(JobSpec spec) => spec with
     {
         Checkpointing = new CheckpointSettings
@@ -229,6 +275,28 @@ public sealed class ChangelogTests
 
             return Task.CompletedTask;
         }
+    }
+
+    private sealed class MaterializationOutage
+    {
+        private volatile bool _failing;
+
+        public bool Failing
+        {
+            get => _failing;
+            set => _failing = value;
+        }
+    }
+
+    /// <summary>Storage that refuses materialization uploads while the outage lasts (segments still go through).</summary>
+    private sealed class FailingMaterializationStorage(ICheckpointStorage inner, MaterializationOutage outage) : DelegatingCheckpointStorage(inner)
+    {
+        public const string Message = "injected: materialization uploads are refused";
+
+        public override Task<StoredObject> UploadFileAsync(string localPath, string path, CancellationToken cancellationToken) =>
+            outage.Failing && path.Contains("/mat/", StringComparison.Ordinal)
+                ? throw new CheckpointStorageException(Message)
+                : Inner.UploadFileAsync(localPath, path, cancellationToken);
     }
 
     private sealed class GatedStorage(ICheckpointStorage inner, MaterializationGate gate) : DelegatingCheckpointStorage(inner)

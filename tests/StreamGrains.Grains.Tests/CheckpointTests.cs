@@ -188,6 +188,42 @@ public sealed class CheckpointTests
     }
 
     [Fact]
+    public async Task A_storage_outage_during_a_restore_fails_the_attempt_but_keeps_the_checkpoint_for_the_next_one()
+    {
+        var name = $"outage-{Guid.NewGuid():N}";
+        var outage = new DownloadOutage();
+        await using var cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions
+        {
+            Silos = 2,
+            ConfigureServices = services => services.AddSingleton<ICheckpointStorage>(sp => new OutageStorage(
+                new FileSystemCheckpointStorage(sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<StreamGrainsOptions>>().Value.CheckpointStorage.Path) { LinkOnRestore = false },
+                outage)),
+        });
+        var client = cluster.Client;
+        var parameters = JobParameters.Empty.With("events", 100_000_000).With("keys", 20_000).With("rate", 100_000).With("name", name);
+        var jobId = await cluster.SubmitAsync<ResilientCountJob>(parameters, parallelism: 2, configure: static s => Checkpointed(s) with
+        {
+            Checkpointing = Checkpointed(s).Checkpointing with { Interval = TimeSpan.FromDays(1), LocalRecovery = false },
+        });
+        await client.WaitForStateAsync(jobId, JobState.Running, Timeout);
+        var checkpoint = await client.TriggerCheckpointAsync(jobId, Timeout);
+        Assert.Equal(CheckpointOutcome.Completed, checkpoint.Outcome);
+
+        // The next restore's first download fails as an unreachable storage would (not a missing or corrupt file).
+        outage.FailNext(1);
+        ResultStore.Arm(name);
+        var recovered = await client.WaitForAsync(jobId, static s => s.Attempt > 2 && s.State == JobState.Running, Timeout);
+        var kept = await StorageOf(cluster).ExistsAsync(recovered.RestoredFrom!, CancellationToken.None);
+        await client.CancelAsync(jobId);
+
+        Assert.Equal(0, outage.Remaining);
+        Assert.Contains(recovered.Warnings, static w => w.Contains(OutageStorage.Message, StringComparison.Ordinal));
+        Assert.DoesNotContain(recovered.Warnings, static w => w.Contains("cannot be restored", StringComparison.Ordinal));
+        Assert.EndsWith($"chk-{checkpoint.CheckpointId}/_manifest.json", recovered.RestoredFrom, StringComparison.Ordinal);
+        Assert.True(kept, "the restored checkpoint's manifest was deleted");
+    }
+
+    [Fact]
     public async Task A_checkpoint_longer_than_a_grain_call_is_awaited_by_the_client_and_a_short_timeout_says_so()
     {
         await using var cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions
@@ -419,6 +455,44 @@ public sealed class CheckpointTests
         }
 
         return counts;
+    }
+
+    /// <summary>How many downloads are still to fail, shared by the storages of every silo.</summary>
+    private sealed class DownloadOutage
+    {
+        private int _remaining;
+
+        public int Remaining => Volatile.Read(ref _remaining);
+
+        public void FailNext(int downloads) => Volatile.Write(ref _remaining, downloads);
+
+        public bool Take()
+        {
+            var remaining = Volatile.Read(ref _remaining);
+            while (remaining > 0)
+            {
+                var seen = Interlocked.CompareExchange(ref _remaining, remaining - 1, remaining);
+                if (seen == remaining)
+                {
+                    return true;
+                }
+
+                remaining = seen;
+            }
+
+            return false;
+        }
+    }
+
+    /// <summary>Storage whose downloads fail, while an outage lasts, as an unreachable storage's do.</summary>
+    private sealed class OutageStorage(ICheckpointStorage inner, DownloadOutage outage) : DelegatingCheckpointStorage(inner)
+    {
+        public const string Message = "injected outage: the storage service is unreachable";
+
+        public override Task DownloadFileAsync(string path, string localPath, StoredObject? expected, CancellationToken cancellationToken) =>
+            outage.Take()
+                ? throw new CheckpointStorageException($"{Message} (downloading '{path}')", new IOException(Message))
+                : Inner.DownloadFileAsync(path, localPath, expected, cancellationToken);
     }
 
     /// <summary>Storage whose downloads take a while, so that restores are slow enough to race with sources.</summary>

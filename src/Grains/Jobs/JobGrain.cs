@@ -884,22 +884,27 @@ internal sealed class JobGrain(
         changed.TrySetResult();
     }
 
-    private JobStatus Snapshot() => new()
+    private JobStatus Snapshot()
     {
-        JobId = Id,
-        JobType = _record!.Spec.JobType,
-        State = _record.State,
-        Version = _version,
-        Attempt = _record.Attempt,
-        Restarts = _record.Restarts,
-        SubmittedAt = _record.SubmittedAt,
-        EndedAt = _record.EndedAt,
-        Failure = _record.Failure,
-        Warnings = [.. _record.Warnings],
-        RestoredFrom = _record.RestoredFrom,
-        FinalSavepoint = _record.FinalSavepoint,
-        Subtasks = _subtasks.OrderBy(static p => p.Key.Chain).ThenBy(static p => p.Key.Index).Select(static p => p.Value).ToArray(),
-    };
+        var record = _record!;
+        var current = _subtasks.Where(p => p.Key.Attempt == record.Attempt).OrderBy(static p => p.Key.Chain).ThenBy(static p => p.Key.Index);
+        return new()
+        {
+            JobId = Id,
+            JobType = record.Spec.JobType,
+            State = record.State,
+            Version = _version,
+            Attempt = record.Attempt,
+            Restarts = record.Restarts,
+            SubmittedAt = record.SubmittedAt,
+            EndedAt = record.EndedAt,
+            Failure = record.Failure,
+            Warnings = [.. record.Warnings, .. current.Where(static p => p.Value.Warning is not null).Select(static p => $"{p.Value.Chain} #{p.Key.Index}: {p.Value.Warning}")],
+            RestoredFrom = record.RestoredFrom,
+            FinalSavepoint = record.FinalSavepoint,
+            Subtasks = _subtasks.OrderBy(static p => p.Key.Chain).ThenBy(static p => p.Key.Index).Select(static p => p.Value).ToArray(),
+        };
+    }
 
     private sealed class SplitEnumerator(SplitEnumerationContext context) : IStreamNodeVisitor<IReadOnlyList<SourceSplit>>
     {

@@ -55,6 +55,9 @@ internal abstract class ChainOperator(string uid)
     /// <summary>Earliest pending timer, if the operator has timers.</summary>
     public virtual long? NextTimerTimestamp => null;
 
+    /// <summary>A condition worth a warning in the subtask's status while it lasts; null when all is well.</summary>
+    public virtual string? Warning => null;
+
     public virtual ValueTask OpenAsync(OperatorContext context) => ValueTask.CompletedTask;
 
     /// <summary>The synchronous part of a snapshot; null when the operator has no state.</summary>

@@ -56,39 +56,62 @@ internal sealed class KeyedProcessOperator<TKey, TIn, TOut>(KeyedProcessNode<TKe
         _context = context;
         var directory = context.OperatorDirectory(Uid);
         var localRoot = context.OperatorLocalCheckpointRoot(Uid);
-        var progress = context.RestoreProgress is { } reported ? new ReplayAwareProgress(reported) : null;
+        var progress = context.RestoreProgress is { } reported ? new ReplayAwareProgress(reported, context.Time) : null;
         KeyedStateHandle? owned = null;
-        KeyedStateHandle[] replay = [];
-        if (context.Restore is { } restore && restore.Operators.TryGetValue(Uid, out var parts) && parts.Count > 0)
+        ChangelogDownload? changelog = null;
+        try
         {
-            replay = parts.Select(static p => p.KeyedState).OfType<KeyedStateHandle>().Where(static h => h.Changelog is { Count: > 0 }).ToArray();
-            progress?.ExpectChangelog(replay.Sum(static h => h.Changelog!.Count));
-            try
+            if (context.Restore is { } restore && restore.Operators.TryGetValue(Uid, out var parts) && parts.Count > 0)
             {
-                owned = await RestoreAsync(context with { RestoreProgress = progress }, restore, parts, directory, localRoot);
+                var replay = parts.Select(static p => p.KeyedState).OfType<KeyedStateHandle>().Where(static h => h.Changelog is { Count: > 0 }).ToArray();
+                progress?.ExpectChangelog(replay.Sum(static h => h.Changelog!.Count));
+                try
+                {
+                    // The changelog tail downloads while the materialized files do; it is replayed once they are in place.
+                    if (replay.Length > 0 && context.Storage is { } storage)
+                    {
+                        changelog = ChangelogDownload.Start(replay, storage, context.OperatorDirectory(Uid + ".changelog"), context.Stopping);
+                    }
+
+                    owned = await RestoreAsync(context with { RestoreProgress = progress }, restore, parts, directory, localRoot);
+                }
+                catch (State.Storage.CheckpointStorageException ex) when (IsDefinitive(ex))
+                {
+                    throw new RestoreException($"Operator '{Uid}' subtask {context.SubtaskIndex} could not restore snapshot {restore.CheckpointId}: {ex.Message}", ex);
+                }
+                catch (State.Storage.CheckpointStorageException ex)
+                {
+                    throw new RestoreInterruptedException($"Operator '{Uid}' subtask {context.SubtaskIndex} could not restore snapshot {restore.CheckpointId} now: {ex.Message}", ex);
+                }
+                catch (Exception ex) when (ex is State.Serialization.StateFormatException or CanonicalFormatException)
+                {
+                    throw new RestoreException($"Operator '{Uid}' subtask {context.SubtaskIndex} could not read snapshot {restore.CheckpointId}: {ex.Message}", ex);
+                }
             }
-            catch (State.Storage.CheckpointStorageException ex)
+
+            _backend = KeyedStateBackends.Create(node.Key.Serializer, context, Uid);
+            if (changelog is not null)
             {
-                throw new RestoreException($"Operator '{Uid}' subtask {context.SubtaskIndex} could not restore snapshot {restore.CheckpointId}: {ex.Message}", ex);
-            }
-            catch (Exception ex) when (ex is State.Serialization.StateFormatException or CanonicalFormatException)
-            {
-                throw new RestoreException($"Operator '{Uid}' subtask {context.SubtaskIndex} could not read snapshot {restore.CheckpointId}: {ex.Message}", ex);
+                try
+                {
+                    await changelog.ReplayAsync(_backend, progress is null ? null : progress.Replayed, context.Stopping);
+                }
+                catch (Exception ex) when (ex is State.Storage.CheckpointStorageException or State.Serialization.StateFormatException)
+                {
+                    _backend.Dispose();
+                    _backend = null;
+                    var message = $"Operator '{Uid}' subtask {context.SubtaskIndex} could not replay the changelog of snapshot {context.Restore!.CheckpointId}";
+                    throw ex is State.Storage.CheckpointStorageException storage && !IsDefinitive(storage)
+                        ? new RestoreInterruptedException($"{message} now: {ex.Message}", ex)
+                        : new RestoreException($"{message}: {ex.Message}", ex);
+                }
             }
         }
-
-        _backend = KeyedStateBackends.Create(node.Key.Serializer, context, Uid);
-        if (replay.Length > 0)
+        finally
         {
-            try
+            if (changelog is not null)
             {
-                await ChangelogReplay.ReplayAsync(_backend, replay, context.Storage!, progress!.Replayed, context.Stopping);
-            }
-            catch (Exception ex) when (ex is State.Storage.CheckpointStorageException or State.Serialization.StateFormatException)
-            {
-                _backend.Dispose();
-                _backend = null;
-                throw new RestoreException($"Operator '{Uid}' subtask {context.SubtaskIndex} could not replay the changelog of snapshot {context.Restore!.CheckpointId}: {ex.Message}", ex);
+                await changelog.DisposeAsync();
             }
         }
 
@@ -99,7 +122,7 @@ internal sealed class KeyedProcessOperator<TKey, TIn, TOut>(KeyedProcessNode<TKe
             if (checkpointing.Mode == CheckpointMode.Changelog)
             {
                 var options = new ChangelogOptions(checkpointing.MaterializationInterval, checkpointing.ChangelogSegmentBytes, checkpointing.ChangelogSegmentInterval);
-                _changelog = new ChangelogSnapshotter(_backend, checkpointStorage, owner, MaterializationRoot(localRoot), owned, checkpointing.LocalRecovery, options);
+                _changelog = new ChangelogSnapshotter(_backend, checkpointStorage, owner, MaterializationRoot(localRoot), owned, checkpointing.LocalRecovery, options, context.Stopping);
             }
             else
             {
@@ -116,6 +139,13 @@ internal sealed class KeyedProcessOperator<TKey, TIn, TOut>(KeyedProcessNode<TKe
             throw Wrap(ex);
         }
     }
+
+    /// <summary>
+    /// Whether a storage failure says something about the snapshot (an object is missing or corrupt: no retry will read it)
+    /// rather than about the storage right now (unreachable, throttled, timed out: the same snapshot may restore later).
+    /// </summary>
+    private static bool IsDefinitive(State.Storage.CheckpointStorageException exception) =>
+        exception is State.Storage.CheckpointObjectNotFoundException or State.Storage.CheckpointStorageCorruptException;
 
     /// <summary>
     /// Puts the restored state into <paramref name="directory"/>: native files of the same key groups as they are (from
@@ -220,6 +250,11 @@ internal sealed class KeyedProcessOperator<TKey, TIn, TOut>(KeyedProcessNode<TKe
         }
     }
 
+    /// <summary>Changelog mode: materializations that fail leave checkpoints referring to an old one, with a growing tail.</summary>
+    public override string? Warning => _changelog is { LastMaterializationError: { } error } changelog
+        ? $"Operator '{Uid}': the last materialization failed ({error.Message}); checkpoints still refer to materialization {changelog.Latest?.Id.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "(none)"} and the changelog a recovery replays grows until one succeeds."
+        : null;
+
     public override Task NotifyCheckpointAbortedAsync(long checkpointId, CancellationToken cancellationToken)
     {
         _changelog?.Aborted(checkpointId);
@@ -301,7 +336,7 @@ internal sealed class KeyedProcessOperator<TKey, TIn, TOut>(KeyedProcessNode<TKe
 }
 
 /// <summary>Passes restore progress through, holding back "completed" until the changelog was replayed too.</summary>
-internal sealed class ReplayAwareProgress(IProgress<RestoreProgress> inner) : IProgress<RestoreProgress>
+internal sealed class ReplayAwareProgress(IProgress<RestoreProgress> inner, TimeProvider time) : IProgress<RestoreProgress>
 {
     private RestoreProgress _last = new();
     private int _segments;
@@ -310,7 +345,8 @@ internal sealed class ReplayAwareProgress(IProgress<RestoreProgress> inner) : IP
 
     public void Report(RestoreProgress value)
     {
-        _last = value with { ChangelogSegmentsTotal = _segments, Completed = value.Completed && _segments == 0 };
+        var filesRestoredAt = value.FilesRestoredAt ?? _last.FilesRestoredAt ?? (value.Completed ? time.GetUtcNow() : null);
+        _last = value with { ChangelogSegmentsTotal = _segments, Completed = value.Completed && _segments == 0, FilesRestoredAt = filesRestoredAt };
         inner.Report(_last);
     }
 
@@ -340,7 +376,16 @@ internal static class KeyedStateBackends
     }
 }
 
-/// <summary>The state to restore could not be read (missing or corrupt files, or it does not fit the subtask).</summary>
+/// <summary>
+/// Checkpoint storage failed while the state was restored, in a way that says nothing about the snapshot (unreachable,
+/// throttled, timed out): the attempt fails like any other and the restart restores the same snapshot, which is kept.
+/// </summary>
+internal sealed class RestoreInterruptedException(string message, Exception innerException) : Exception(message, innerException);
+
+/// <summary>
+/// The state to restore cannot be read (missing or corrupt files, or it does not fit the subtask): the job discards the
+/// snapshot and falls back to an older one.
+/// </summary>
 internal sealed class RestoreException : Exception
 {
     public RestoreException(string message)

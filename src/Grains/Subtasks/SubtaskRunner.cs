@@ -30,6 +30,9 @@ internal sealed record SubtaskServices
 
     /// <summary>Receives the subtask's outcome and its checkpoint acknowledgements.</summary>
     public required ISubtaskListener Listener { get; init; }
+
+    /// <summary>Cancelled when the silo stops (or is killed): the subtask stops too, with its background uploads.</summary>
+    public CancellationToken SiloStopping { get; init; }
 }
 
 /// <summary>Receives what a subtask reports.</summary>
@@ -65,7 +68,7 @@ internal sealed class SubtaskRunner : IAsyncDisposable
     private readonly SubtaskDeployment _deployment;
     private readonly SubtaskServices _services;
     private readonly Queue<(ControlKind Kind, long CheckpointId)> _control = new();
-    private readonly CancellationTokenSource _stopping = new();
+    private readonly CancellationTokenSource _stopping;
     private readonly Counter _recordsIn = new();
     private readonly Counter _recordsOut = new();
     private OutputChannels? _outputs;
@@ -85,6 +88,7 @@ internal sealed class SubtaskRunner : IAsyncDisposable
     private bool _disposed;
     private string? _silo;
     private volatile RestoreProgress? _restore;
+    private DateTimeOffset? _openedAt;
     private DateTimeOffset? _readyAt;
     private DateTimeOffset? _firstRecordAt;
 
@@ -92,6 +96,7 @@ internal sealed class SubtaskRunner : IAsyncDisposable
     {
         _deployment = deployment;
         _services = services;
+        _stopping = CancellationTokenSource.CreateLinkedTokenSource(services.SiloStopping);
     }
 
     private enum ControlKind
@@ -122,6 +127,7 @@ internal sealed class SubtaskRunner : IAsyncDisposable
         }
 
         _silo = silo;
+        _openedAt = _services.Time.GetUtcNow();
         var spec = _deployment.Spec;
         var plan = JobDefinitions.Plan(spec);
         if (Id.Chain < 0 || Id.Chain >= plan.Chains.Count || Id.Index < 0 || Id.Index >= plan.Chains[Id.Chain].Parallelism)
@@ -251,6 +257,8 @@ internal sealed class SubtaskRunner : IAsyncDisposable
         DuplicateBatchesDropped = _inputs?.Duplicates ?? 0,
         BatchesReordered = _inputs?.Reordered ?? 0,
         Restore = _restore,
+        OpenedAt = _openedAt,
+        Warning = _chain?.Operators.Select(static o => o.Warning).FirstOrDefault(static w => w is not null),
         ReadyAt = _readyAt,
         FirstRecordAt = _firstRecordAt,
     };
@@ -340,7 +348,8 @@ internal sealed class SubtaskRunner : IAsyncDisposable
         var sliceStart = Stopwatch.GetTimestamp();
         try
         {
-            while (State == SubtaskState.Running)
+            // Stopping (StopAsync, or the silo shutting down) ends the loop; waits return at once once it is requested.
+            while (State == SubtaskState.Running && !token.IsCancellationRequested)
             {
                 if (Stopwatch.GetElapsedTime(sliceStart) > TimeSlice)
                 {
@@ -786,6 +795,8 @@ internal sealed class SubtaskRunner : IAsyncDisposable
 
     private sealed class Progress(SubtaskRunner runner) : IProgress<RestoreProgress>
     {
-        public void Report(RestoreProgress value) => runner._restore = value;
+        public void Report(RestoreProgress value) => runner._restore = value.Completed && value.FilesRestoredAt is null
+            ? value with { FilesRestoredAt = runner._services.Time.GetUtcNow() }
+            : value;
     }
 }

@@ -58,6 +58,7 @@ public sealed class ChangelogSnapshotter
     private readonly IRocksDbInstance _instance;
     private readonly ICheckpointStorage _storage;
     private readonly ChangelogOptions _options;
+    private readonly CancellationToken _stopped;
     private readonly IncrementalSnapshotter _materializer;
     private readonly StateChangelogWriter _writer;
     private readonly Dictionary<long, (Task<Materialization> Materialization, long UpTo)> _pending = [];
@@ -78,7 +79,11 @@ public sealed class ChangelogSnapshotter
     /// <param name="restored">The handle the instance was restored from, when the job owns its files and it has these key groups.</param>
     /// <param name="keepLocalCopies">Whether to keep the last confirmed materialization locally (local recovery).</param>
     /// <param name="options">Changelog settings.</param>
-    public ChangelogSnapshotter(IRocksDbInstance instance, ICheckpointStorage storage, SnapshotOwner owner, string localRoot, KeyedStateHandle? restored, bool keepLocalCopies, ChangelogOptions options)
+    /// <param name="stopped">
+    /// Stops the background uploads (segments and materializations) when the subtask stops: a failed attempt's uploads
+    /// would compete with the next attempt's restore for the storage's bandwidth, and nothing would use them.
+    /// </param>
+    public ChangelogSnapshotter(IRocksDbInstance instance, ICheckpointStorage storage, SnapshotOwner owner, string localRoot, KeyedStateHandle? restored, bool keepLocalCopies, ChangelogOptions options, CancellationToken stopped = default)
     {
         ArgumentNullException.ThrowIfNull(instance);
         ArgumentNullException.ThrowIfNull(owner);
@@ -86,6 +91,7 @@ public sealed class ChangelogSnapshotter
         _instance = instance;
         _storage = storage;
         _options = options;
+        _stopped = stopped;
         var prefix = ChangelogPrefix(owner);
         _materializer = new IncrementalSnapshotter(instance, storage, owner, localRoot, restored, keepLocalCopies, privatePrefix: $"{prefix}/mat");
         long lastSequence = -1;
@@ -101,7 +107,7 @@ public sealed class ChangelogSnapshotter
 
         _publishedUpTo = lastSequence;
         _lastCheckpointUpTo = lastSequence;
-        _writer = new StateChangelogWriter(storage, $"{prefix}/log", owner.KeyGroups, options.SegmentBytes, options.SegmentInterval, lastSequence + 1);
+        _writer = new StateChangelogWriter(storage, $"{prefix}/log", owner.KeyGroups, options.SegmentBytes, options.SegmentInterval, lastSequence + 1, stopped);
         _lastMaterializationStarted = Stopwatch.GetTimestamp();
         instance.ChangeLogger = _writer;
     }
@@ -297,9 +303,10 @@ public sealed class ChangelogSnapshotter
         var upTo = _writer.Seal();
         var local = _materializer.TakeLocalSnapshot(_nextMaterializationId++);
         var materializer = _materializer;
+        var stopped = _stopped;
         var task = Task.Run(async () =>
         {
-            var uploaded = await materializer.UploadAsync(local, CancellationToken.None);
+            var uploaded = await materializer.UploadAsync(local, stopped);
             return new Materialization(local.CheckpointId, uploaded.Handle.Files, upTo, [], watch.Elapsed, uploaded.BytesUploaded);
         });
         _inFlight = task;

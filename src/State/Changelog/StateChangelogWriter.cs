@@ -70,6 +70,7 @@ public sealed class SealedSegment
 public sealed class StateChangelogWriter : IStateChangeLogger
 {
     private readonly ICheckpointStorage _storage;
+    private readonly CancellationToken _stopped;
     private readonly string _prefix;
     private readonly KeyGroupRange _keyGroups;
     private readonly int _segmentBytes;
@@ -91,9 +92,14 @@ public sealed class StateChangelogWriter : IStateChangeLogger
     /// <param name="segmentBytes">A segment is sealed at this size.</param>
     /// <param name="segmentInterval">A segment with changes is sealed after this time at most (checked on each change).</param>
     /// <param name="firstSequence">Sequence number of the first segment.</param>
-    public StateChangelogWriter(ICheckpointStorage storage, string prefix, KeyGroupRange keyGroups, int segmentBytes, TimeSpan segmentInterval, long firstSequence)
+    /// <param name="stopped">
+    /// Stops the uploads (waiting or running): the subtask stopped, so a new attempt will not use its segments, and they
+    /// must not compete with that attempt's restore for the storage's bandwidth.
+    /// </param>
+    public StateChangelogWriter(ICheckpointStorage storage, string prefix, KeyGroupRange keyGroups, int segmentBytes, TimeSpan segmentInterval, long firstSequence, CancellationToken stopped = default)
     {
         _storage = storage;
+        _stopped = stopped;
         _prefix = prefix;
         _keyGroups = keyGroups;
         _segmentBytes = segmentBytes;
@@ -190,11 +196,11 @@ public sealed class StateChangelogWriter : IStateChangeLogger
 
     private async Task<StateFile> UploadAsync(long sequence, string path, ReadOnlyMemory<byte> content)
     {
-        await Uploads.WaitAsync();
+        await Uploads.WaitAsync(_stopped);
         try
         {
             await Task.Yield();
-            await _storage.WriteAsync(path, content, overwrite: true, CancellationToken.None);
+            await _storage.WriteAsync(path, content, overwrite: true, _stopped);
             Interlocked.Add(ref _pendingUploadBytes, -content.Length);
             return new StateFile { Name = string.Create(CultureInfo.InvariantCulture, $"{sequence:D10}.log"), Path = path, Length = content.Length, Shared = true };
         }

@@ -20,4 +20,10 @@ public interface IRocksDbInstance
 
     /// <summary>Applies one changelog segment (restore); returns the number of changes applied.</summary>
     long ApplyChangelog(ReadOnlySpan<byte> segment, string path, long sequence);
+
+    /// <summary>
+    /// Stops automatic compactions until the result is disposed (a restore's replay: the replayed changes are flushed
+    /// to level 0 and compacted once the subtask runs, instead of competing with the replay for the CPU).
+    /// </summary>
+    IDisposable PauseCompactions();
 }

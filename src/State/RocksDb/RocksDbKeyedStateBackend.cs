@@ -258,6 +258,33 @@ public sealed class RocksDbKeyedStateBackend<TKey> : IKeyedStateBackend<TKey>, I
     }
 
     /// <inheritdoc />
+    public IDisposable PauseCompactions()
+    {
+        var families = _columnFamilyNames.Keys.ToArray();
+        SetAutoCompactions(families, disabled: true);
+        return new CompactionPause(this, families);
+    }
+
+    private void SetAutoCompactions(IEnumerable<ColumnFamilyHandle> families, bool disabled)
+    {
+        if (_disposed)
+        {
+            return;
+        }
+
+        string[] keys = ["disable_auto_compactions"];
+        string[] values = [disabled ? "true" : "false"];
+        foreach (var family in families)
+        {
+            Native.Instance.rocksdb_set_options_cf(Database.Handle, family.Handle, 1, keys, values, out var error);
+            if (error != IntPtr.Zero)
+            {
+                throw new RocksDbException(error);
+            }
+        }
+    }
+
+    /// <inheritdoc />
     public void StartMemTableFlush()
     {
         Flush();
@@ -404,6 +431,20 @@ public sealed class RocksDbKeyedStateBackend<TKey> : IKeyedStateBackend<TKey>, I
     private sealed record RegisteredState(StateKind Kind, Type ValueType, object State);
 
     /// <summary>Writes replayed changes in batches.</summary>
+    private sealed class CompactionPause(RocksDbKeyedStateBackend<TKey> backend, ColumnFamilyHandle[] families) : IDisposable
+    {
+        private bool _resumed;
+
+        public void Dispose()
+        {
+            if (!_resumed)
+            {
+                _resumed = true;
+                backend.SetAutoCompactions(families, disabled: false);
+            }
+        }
+    }
+
     private sealed class Replay(RocksDbKeyedStateBackend<TKey> backend) : IChangeVisitor, IDisposable
     {
         private const int BatchEntries = 16_384;
@@ -423,7 +464,14 @@ public sealed class RocksDbKeyedStateBackend<TKey> : IKeyedStateBackend<TKey>, I
             switch (kind)
             {
                 case ChangeKind.Put:
-                    _batch.Put(key, value, family);
+                    unsafe
+                    {
+                        fixed (byte* k = key, v = value)
+                        {
+                            _batch.Put(k, (ulong)key.Length, v, (ulong)value.Length, family);
+                        }
+                    }
+
                     if (timer)
                     {
                         backend._timers.Add(StateKeys.ReadTimestamp(key[StateKeys.KeyGroupPrefixLength..]), TimerKeyPart(key));
