@@ -44,9 +44,9 @@ root.Subcommands.Add(checkpoint);
 
 var local = new Option<bool>("--local") { Description = "Fail user code with every silo alive and recover from local copies, instead of killing a silo and downloading." };
 var copyRestore = new Option<bool>("--copy-restore") { Description = "Filesystem storage: copy stored SSTs on restore instead of hard-linking them." };
-var recovery = new Command("recovery", "Time from a failure to the first record processed after restore: incremental vs a raw download of the same bytes, or changelog vs incremental.") { mode, materialization, every, stateMb, storage, local, copyRestore, valueBytes, updateRate, stateParallelism, silos, seed };
+var recovery = new Command("recovery", "Time from a failure to the first record processed after restore: incremental vs a raw download of the same bytes, or changelog vs incremental.") { mode, materialization, every, stateMb, storage, local, copyRestore, valueBytes, updateRate, stateParallelism, silos, seed, settle };
 recovery.SetAction((r, ct) => RecoveryBenchmark.RunAsync(
-    new RecoverySettings(StateOf(r), r.GetValue(local), r.GetValue(copyRestore), r.GetValue(mode)!, TimeSpan.FromSeconds(r.GetValue(every)), TimeSpan.FromSeconds(r.GetValue(materialization))), ct));
+    new RecoverySettings(StateOf(r), r.GetValue(local), r.GetValue(copyRestore), r.GetValue(mode)!, TimeSpan.FromSeconds(r.GetValue(every)), TimeSpan.FromSeconds(r.GetValue(materialization)), TimeSpan.FromSeconds(r.GetValue(settle))), ct));
 root.Subcommands.Add(recovery);
 
 var rounds = new Option<int>("--rounds") { Description = "Measured rounds; the summary reports medians.", DefaultValueFactory = _ => 3 };

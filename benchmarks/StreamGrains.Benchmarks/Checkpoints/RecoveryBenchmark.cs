@@ -3,7 +3,7 @@ using StreamGrains.State.Snapshots;
 
 namespace StreamGrains.Benchmarks.Checkpoints;
 
-internal sealed record RecoverySettings(StateSettings State, bool Local, bool CopyOnRestore, string Mode, TimeSpan Every, TimeSpan Materialization);
+internal sealed record RecoverySettings(StateSettings State, bool Local, bool CopyOnRestore, string Mode, TimeSpan Every, TimeSpan Materialization, TimeSpan Settle = default);
 
 /// <summary>
 /// Time to recover: a job holding <c>--state-mb</c> of keyed state is checkpointed, then a silo is killed (or, with
@@ -20,6 +20,7 @@ internal static class RecoveryBenchmark
         fields["mode"] = settings.Mode;
         fields["local"] = settings.Local;
         fields["link_on_restore"] = settings.State.Storage == "filesystem" && !settings.CopyOnRestore;
+        fields["settle_s"] = settings.Settle.TotalSeconds;
         switch (settings.Mode)
         {
             case "incremental":
@@ -105,6 +106,7 @@ internal static class RecoveryBenchmark
             fields.Remove("tail_s");
         }
         await using var environment = await BenchEnvironment.StartAsync(settings.State, linkOnRestore: !settings.CopyOnRestore);
+        using var traffic = new StorageTraffic();
         var client = environment.Client;
         var name = "recovery-" + Guid.NewGuid().ToString("N")[..8];
         var checkpointing = new StreamGrains.CheckpointSettings { Interval = TimeSpan.FromDays(1), Timeout = TimeSpan.FromMinutes(20), LocalRecovery = settings.Local, RetainOnCancel = true, Mode = mode };
@@ -120,6 +122,15 @@ internal static class RecoveryBenchmark
         });
         var checkpoint = await environment.CheckpointAsync(jobId);
         Report.Line(CheckpointLine(fields, checkpoint, changelog));
+        if (settings.Settle > TimeSpan.Zero)
+        {
+            // Pacing: keys keep being updated while the load's compactions run out (same for both modes), then the
+            // checkpoint the failure restores from (incremental) or the steady state below starts from (changelog).
+            await Task.Delay(settings.Settle, cancellationToken);
+            checkpoint = await environment.CheckpointAsync(jobId);
+            Report.Line(CheckpointLine(fields, checkpoint, changelog));
+        }
+
         if (changelog)
         {
             // Steady state: the first materializations ran during the load, so their tails hold part of the load. Wait
@@ -147,6 +158,8 @@ internal static class RecoveryBenchmark
 
         DateTimeOffset failedAt;
         string failure;
+        var trafficAtFailure = traffic.Now;
+        var failureClock = traffic.Elapsed;
         if (settings.Local)
         {
             StateLoadJob.Failure.Arm(name);
@@ -173,10 +186,11 @@ internal static class RecoveryBenchmark
             status = await client.GetStatusAsync(jobId, cancellationToken: cancellationToken);
             if (status.State.IsTerminal() || status.Attempt != recovered.Attempt)
             {
-                throw new InvalidOperationException($"The job did not resume: {status} (attempt {status.Attempt}).");
+                throw new InvalidOperationException($"The job did not resume: {status} (attempt {status.Attempt}); warnings: {string.Join(" | ", status.Warnings)}");
             }
         }
 
+        var trafficAtRecovery = traffic.Now;
         var current = status.Subtasks.Where(s => s.Attempt == status.Attempt).ToList();
         var firstRecord = current.Where(static s => s.FirstRecordAt is not null).Min(static s => s.FirstRecordAt!.Value);
         var allReady = current.Max(static s => s.ReadyAt!.Value);
@@ -197,6 +211,12 @@ internal static class RecoveryBenchmark
             ["changelog_bytes_replayed"] = replayed,
             ["restored_from"] = manifestPath,
             ["restored_from_latest"] = result.RestoredFromLatest,
+            // Everything the process moved to and from storage between the failure and the first record: the restore's
+            // downloads, and uploads still running for the failed attempt (which compete with them).
+            ["storage_written_bytes"] = trafficAtRecovery.Written - trafficAtFailure.Written,
+            ["storage_read_bytes"] = trafficAtRecovery.Read - trafficAtFailure.Read,
+            ["storage_mb_per_second"] = traffic.PerSecondSince(failureClock, (int)Math.Ceiling(result.Mttr) + 1),
+            ["subtasks"] = current.Where(static s => s.Restore is not null).OrderBy(static s => s.Chain, StringComparer.Ordinal).ThenBy(static s => s.Index).Select(s => Phases(s, failedAt)).ToArray(),
         });
         var manifest = rawDownload ? ManifestJson.Deserialize((await environment.Storage.ReadAsync(manifestPath, cancellationToken))!, manifestPath) : null;
         await client.CancelAsync(jobId, cancellationToken);
@@ -211,6 +231,24 @@ internal static class RecoveryBenchmark
         var files = downloaded + linked == 0 ? [] : manifest.Files().ToList();
         var seconds = files.Count == 0 ? 0 : await environment.RawDownloadAsync(files, BenchEnvironment.TransfersPerSubtask * Math.Max(1, downloading));
         return result with { RawDownload = new RawDownload(seconds, files.Sum(static f => f.Length)) };
+    }
+
+    /// <summary>Where a restored subtask's time went, in seconds after the failure: opened, files in place, ready, first record.</summary>
+    private static Dictionary<string, object?> Phases(SubtaskStatus subtask, DateTimeOffset failedAt)
+    {
+        double? After(DateTimeOffset? at) => at is { } time ? Report.Round((time - failedAt).TotalSeconds) : null;
+        return new Dictionary<string, object?>
+        {
+            ["chain"] = subtask.Chain,
+            ["index"] = subtask.Index,
+            ["silo"] = subtask.Silo,
+            ["opened_s"] = After(subtask.OpenedAt),
+            ["files_restored_s"] = After(subtask.Restore?.FilesRestoredAt),
+            ["ready_s"] = After(subtask.ReadyAt),
+            ["first_record_s"] = After(subtask.FirstRecordAt),
+            ["bytes_downloaded"] = subtask.Restore?.BytesDownloaded,
+            ["changelog_bytes_replayed"] = subtask.Restore?.ChangelogBytesReplayed,
+        };
     }
 
     private static Dictionary<string, object?> CheckpointLine(Dictionary<string, object?> fields, CheckpointStats stats, bool changelog)
