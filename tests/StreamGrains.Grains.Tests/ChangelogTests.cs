@@ -210,6 +210,72 @@ public sealed class ChangelogTests
         Assert.Equal(1, cleared.Attempt);
     }
 
+    [Fact]
+    public async Task A_restart_deletes_what_the_failed_attempt_uploaded_that_no_retained_checkpoint_refers_to()
+    {
+        var name = $"changelog-orphans-{Guid.NewGuid():N}";
+        await using var cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions { Silos = 2 });
+        var client = cluster.Client;
+        var storage = CheckpointTests.StorageOf(cluster);
+        var parameters = JobParameters.Empty.With("events", 100_000_000).With("keys", 20_000).With("rate", 50_000).With("name", name);
+        var jobId = await cluster.SubmitAsync<ResilientCountJob>(parameters, parallelism: 2, configure: static s => ChangelogCheckpointed(s) with
+        {
+            Checkpointing = ChangelogCheckpointed(s).Checkpointing with { Interval = TimeSpan.FromDays(1), LocalRecovery = false },
+        });
+        await client.WaitForStateAsync(jobId, JobState.Running, Timeout);
+        Assert.Equal(CheckpointOutcome.Completed, (await client.TriggerCheckpointAsync(jobId, Timeout)).Outcome);
+
+        // Segments sealed after the checkpoint (every 200 ms) belong to no checkpoint: the failed attempt leaves them.
+        var orphans = new List<string>();
+        await WaitUntilAsync(async () => (orphans = await UnreferencedAsync(storage, jobId)).Count >= 4, "segments written after the checkpoint");
+        ResultStore.Arm(name);
+        var restarted = await client.WaitForAsync(jobId, static s => s.Attempt > 1 && s.State == JobState.Running, Timeout);
+        await WaitUntilAsync(async () => !(await Task.WhenAll(orphans.Select(path => storage.ExistsAsync(path, CancellationToken.None)))).Any(static exists => exists), "the failed attempt's segments to be deleted");
+        var after = await client.TriggerCheckpointAsync(jobId, Timeout);
+        var manifests = await CheckpointTests.ReadManifestsAsync(storage, jobId);
+        var missing = new List<string>();
+        foreach (var path in manifests.SelectMany(static m => m.Files()).Select(static f => f.Path).Distinct(StringComparer.Ordinal))
+        {
+            if (!await storage.ExistsAsync(path, CancellationToken.None))
+            {
+                missing.Add(path);
+            }
+        }
+
+        await client.CancelAsync(jobId);
+
+        Assert.Equal(2, restarted.Attempt);
+        Assert.Equal(CheckpointOutcome.Completed, after.Outcome);
+        Assert.Empty(missing);
+    }
+
+    private static async Task WaitUntilAsync(Func<Task<bool>> condition, string what)
+    {
+        // Polling storage: deletions run in the background and announce nothing.
+        var deadline = DateTime.UtcNow + Timeout;
+        while (!await condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"timed out waiting for {what}");
+            await Task.Delay(50);
+        }
+    }
+
+    /// <summary>Objects under the job's changelog directory that no checkpoint manifest in storage refers to.</summary>
+    private static async Task<List<string>> UnreferencedAsync(FileSystemCheckpointStorage storage, JobId jobId)
+    {
+        var referenced = (await CheckpointTests.ReadManifestsAsync(storage, jobId)).SelectMany(static m => m.Files()).Select(static f => f.Path).ToHashSet(StringComparer.Ordinal);
+        var unreferenced = new List<string>();
+        await foreach (var stored in storage.ListAsync(State.Snapshots.SnapshotLayout.ChangelogDirectory(jobId.Value), CancellationToken.None))
+        {
+            if (!referenced.Contains(stored.Path) && stored.Path.EndsWith(".log", StringComparison.Ordinal))
+            {
+                unreferenced.Add(stored.Path);
+            }
+        }
+
+        return unreferenced;
+    }
+
     private static async Task<JobStatus> PollAsync(StreamGrains.Client.StreamGrainsClient client, JobId jobId, Func<JobStatus, bool> condition)
     {
         // Polling: a subtask's warning is read from the subtask when the status is asked for; no event announces it.

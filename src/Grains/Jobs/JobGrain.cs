@@ -666,6 +666,10 @@ internal sealed class JobGrain(
         if (record.Spec.Checkpointing.Enabled)
         {
             candidates.AddRange((await Coordinator.GetCompletedCheckpoints()).Select(static c => (c, true)));
+            if (candidates.Count > 0)
+            {
+                await CollectOrphansAsync(candidates.Select(static c => c.Checkpoint));
+            }
         }
 
         if (candidates.Count == 0 && record.Spec.RestoreFrom is { } restoreFrom)
@@ -710,6 +714,58 @@ internal sealed class JobGrain(
         record.Attempt++;
         await PersistAsync();
         return await DeployAttemptAsync(record.Attempt, restore: null, ownsFiles: false);
+    }
+
+    /// <summary>
+    /// Before a restart deploys its attempt: lists the job's shared files and changelog objects that no retained
+    /// checkpoint refers to (what failed attempts uploaded for checkpoints and materializations that never completed)
+    /// and deletes them in the background. The listing ends before the new attempt is deployed, so nothing it writes is
+    /// listed; an upload of a failed attempt that lands after the listing stays (it is stopped with its subtask).
+    /// </summary>
+    private async Task CollectOrphansAsync(IEnumerable<CompletedCheckpoint> retained)
+    {
+        var referenced = retained.SelectMany(static c => c.Manifest.Files()).Select(static f => f.Path).ToHashSet(StringComparer.Ordinal);
+        var orphans = new List<string>();
+        try
+        {
+            foreach (var prefix in new[] { SnapshotLayout.SharedDirectory(Id.Value), SnapshotLayout.ChangelogDirectory(Id.Value) })
+            {
+                await foreach (var stored in storage.ListAsync(prefix, CancellationToken.None))
+                {
+                    if (!referenced.Contains(stored.Path))
+                    {
+                        orphans.Add(stored.Path);
+                    }
+                }
+            }
+        }
+        catch (CheckpointStorageException ex)
+        {
+            logger.LogWarning(ex, "Job {Job}: could not list the files of failed attempts; they stay in checkpoint storage", Id);
+            return;
+        }
+
+        if (orphans.Count == 0)
+        {
+            return;
+        }
+
+        var job = Id;
+        logger.LogInformation("Job {Job}: deleting {Count} files of failed attempts that no retained checkpoint refers to", job, orphans.Count);
+        _ = Task.Run(async () =>
+        {
+            foreach (var path in orphans)
+            {
+                try
+                {
+                    await storage.DeleteAsync(path, CancellationToken.None);
+                }
+                catch (CheckpointStorageException ex)
+                {
+                    logger.LogWarning(ex, "Job {Job}: could not delete {Path}", job, path);
+                }
+            }
+        });
     }
 
     private async Task DiscardAsync(CompletedCheckpoint checkpoint, bool owned, string reason)

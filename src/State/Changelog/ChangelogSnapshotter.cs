@@ -128,7 +128,7 @@ public sealed class ChangelogSnapshotter
     public static string ChangelogPrefix(SnapshotOwner owner)
     {
         ArgumentNullException.ThrowIfNull(owner);
-        return string.Create(CultureInfo.InvariantCulture, $"{owner.JobId}/changelog/{owner.OperatorUid}/{owner.SubtaskIndex}");
+        return string.Create(CultureInfo.InvariantCulture, $"{SnapshotLayout.ChangelogDirectory(owner.JobId)}/{owner.OperatorUid}/{owner.SubtaskIndex}");
     }
 
     /// <summary>The local directory of materialization <paramref name="materializationId"/> under <paramref name="localRoot"/>.</summary>

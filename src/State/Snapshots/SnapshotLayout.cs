@@ -21,6 +21,9 @@ public static class SnapshotLayout
     /// <summary>Directory of a job's shared files.</summary>
     public static string SharedDirectory(string jobId) => $"{jobId}/shared";
 
+    /// <summary>Directory of a job's changelog segments and materializations (changelog mode).</summary>
+    public static string ChangelogDirectory(string jobId) => $"{jobId}/changelog";
+
     /// <summary>Path of a job's record.</summary>
     public static string JobRecordPath(string jobId) => $"{jobId}/_job.json";
 
