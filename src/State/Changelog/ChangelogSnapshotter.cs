@@ -231,13 +231,17 @@ public sealed class ChangelogSnapshotter
             return Task.CompletedTask;
         }
 
-        foreach (var older in _pending.Keys.Where(id => id < checkpointId).ToArray())
+        // An older checkpoint still pending here may have completed without this subtask hearing of it (notifications
+        // are not guaranteed): its segments count as published, so they are left to the coordinator's reference counting
+        // rather than deleted here while a retained checkpoint may refer to them.
+        var published = _publishedUpTo;
+        foreach (var older in _pending.Where(p => p.Key < checkpointId).ToArray())
         {
-            _pending.Remove(older);
+            published = Math.Max(published, older.Value.UpTo);
+            _pending.Remove(older.Key);
         }
 
         var materialization = entry.Materialization.Result;
-        var published = _publishedUpTo;
         _publishedUpTo = Math.Max(_publishedUpTo, entry.UpTo);
         if (materialization.Id <= _confirmedMaterialization)
         {

@@ -180,6 +180,30 @@ public sealed class ChangelogSnapshotterTests : IDisposable
     }
 
     [Fact]
+    public async Task Segments_of_a_checkpoint_whose_completion_was_not_heard_of_are_left_to_the_coordinator()
+    {
+        using var backend = OpenBackend("work", AllKeyGroups);
+        var changelog = NewSnapshotter(backend, restored: null);
+        Mutate(backend, round: 1);
+        await changelog.Snapshot(1, AllKeyGroups)(CancellationToken.None);
+        await changelog.Completed(1);
+        Mutate(backend, round: 2);
+        var second = await changelog.Snapshot(2, AllKeyGroups)(CancellationToken.None);
+        Assert.NotEmpty(second.Handle.Changelog!);
+
+        // Checkpoint 2 may have completed (and be retained) without this subtask being told; checkpoint 3 refers to a
+        // newer materialization that covers checkpoint 2's segments.
+        Mutate(backend, round: 3);
+        await changelog.MaterializeNow();
+        var third = await changelog.Snapshot(3, AllKeyGroups)(CancellationToken.None);
+        Assert.True(third.Handle.MaterializationId > second.Handle.MaterializationId);
+        await changelog.Completed(3);
+
+        var stored = await SegmentsInStorageAsync();
+        Assert.All(second.Handle.Changelog!, f => Assert.Contains(f.Path, stored));
+    }
+
+    [Fact]
     public async Task A_corrupt_or_missing_segment_is_refused_with_its_path()
     {
         using var backend = OpenBackend("work", AllKeyGroups);
