@@ -249,6 +249,36 @@ public sealed class ChangelogTests
         Assert.Empty(missing);
     }
 
+    [Fact]
+    public async Task A_restart_deletes_nothing_while_storage_holds_a_manifest_the_coordinator_could_not_read()
+    {
+        var name = $"changelog-unread-{Guid.NewGuid():N}";
+        await using var cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions { Silos = 1 });
+        var client = cluster.Client;
+        var storage = CheckpointTests.StorageOf(cluster);
+        var parameters = JobParameters.Empty.With("events", 100_000_000).With("keys", 20_000).With("rate", 50_000).With("name", name);
+        var jobId = await cluster.SubmitAsync<ResilientCountJob>(parameters, parallelism: 2, configure: static s => ChangelogCheckpointed(s) with
+        {
+            Checkpointing = ChangelogCheckpointed(s).Checkpointing with { Interval = TimeSpan.FromDays(1), LocalRecovery = false },
+        });
+        await client.WaitForStateAsync(jobId, JobState.Running, Timeout);
+        Assert.Equal(CheckpointOutcome.Completed, (await client.TriggerCheckpointAsync(jobId, Timeout)).Outcome);
+        var orphans = new List<string>();
+        await WaitUntilAsync(async () => (orphans = await UnreferencedAsync(storage, jobId)).Count >= 4, "segments written after the checkpoint");
+
+        // A manifest of a newer format (as after rolling back to an older version): the coordinator skips it, and its
+        // files, which this version cannot tell, must stay.
+        await storage.WriteAsync(State.Snapshots.SnapshotLayout.ManifestPath(jobId.Value, 999), "{\"formatVersion\": 99}"u8.ToArray(), overwrite: false, CancellationToken.None);
+        ResultStore.Arm(name);
+        await client.WaitForAsync(jobId, static s => s.Attempt > 1 && s.State == JobState.Running, Timeout);
+        var checkpoint = await client.TriggerCheckpointAsync(jobId, Timeout); // the restart, collection included, is over
+        var remaining = (await Task.WhenAll(orphans.Select(path => storage.ExistsAsync(path, CancellationToken.None)))).Count(static exists => exists);
+        await client.CancelAsync(jobId);
+
+        Assert.Equal(CheckpointOutcome.Completed, checkpoint.Outcome);
+        Assert.Equal(orphans.Count, remaining);
+    }
+
     private static async Task WaitUntilAsync(Func<Task<bool>> condition, string what)
     {
         // Polling storage: deletions run in the background and announce nothing.

@@ -720,22 +720,32 @@ internal sealed class JobGrain(
     /// Before a restart deploys its attempt: lists the job's shared files and changelog objects that no retained
     /// checkpoint refers to (what failed attempts uploaded for checkpoints and materializations that never completed)
     /// and deletes them in the background. The listing ends before the new attempt is deployed, so nothing it writes is
-    /// listed; an upload of a failed attempt that lands after the listing stays (it is stopped with its subtask).
+    /// listed; an upload of a failed attempt that lands after the listing stays (it is stopped with its subtask). When
+    /// storage holds a manifest that is not among the retained checkpoints (one the coordinator could not read, or of a
+    /// newer format), nothing is deleted.
     /// </summary>
     private async Task CollectOrphansAsync(IEnumerable<CompletedCheckpoint> retained)
     {
-        var referenced = retained.SelectMany(static c => c.Manifest.Files()).Select(static f => f.Path).ToHashSet(StringComparer.Ordinal);
+        var checkpoints = retained.ToList();
+        var referenced = checkpoints.SelectMany(static c => c.Manifest.Files()).Select(static f => f.Path).ToHashSet(StringComparer.Ordinal);
+        var manifests = checkpoints.Select(static c => c.ManifestPath).ToHashSet(StringComparer.Ordinal);
+        var shared = SnapshotLayout.SharedDirectory(Id.Value) + "/";
+        var changelog = SnapshotLayout.ChangelogDirectory(Id.Value) + "/";
         var orphans = new List<string>();
         try
         {
-            foreach (var prefix in new[] { SnapshotLayout.SharedDirectory(Id.Value), SnapshotLayout.ChangelogDirectory(Id.Value) })
+            await foreach (var stored in storage.ListAsync(Id.Value, CancellationToken.None))
             {
-                await foreach (var stored in storage.ListAsync(prefix, CancellationToken.None))
+                if (SnapshotLayout.CheckpointIdOfManifest(Id.Value, stored.Path) is not null && !manifests.Contains(stored.Path))
                 {
-                    if (!referenced.Contains(stored.Path))
-                    {
-                        orphans.Add(stored.Path);
-                    }
+                    // A manifest the coordinator did not load (unreadable, or of a newer format): its files must stay.
+                    logger.LogWarning("Job {Job}: {Manifest} is not among the retained checkpoints; files of failed attempts are left in storage", Id, stored.Path);
+                    return;
+                }
+
+                if ((stored.Path.StartsWith(shared, StringComparison.Ordinal) || stored.Path.StartsWith(changelog, StringComparison.Ordinal)) && !referenced.Contains(stored.Path))
+                {
+                    orphans.Add(stored.Path);
                 }
             }
         }
@@ -760,7 +770,7 @@ internal sealed class JobGrain(
                 {
                     await storage.DeleteAsync(path, CancellationToken.None);
                 }
-                catch (CheckpointStorageException ex)
+                catch (Exception ex) when (ex is not OperationCanceledException)
                 {
                     logger.LogWarning(ex, "Job {Job}: could not delete {Path}", job, path);
                 }

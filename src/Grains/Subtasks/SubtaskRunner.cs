@@ -716,7 +716,7 @@ internal sealed class SubtaskRunner : IAsyncDisposable
 
     private Task WaitAsync(long? deadline)
     {
-        if (_wakePending || State != SubtaskState.Running)
+        if (_wakePending || State != SubtaskState.Running || _stopping.IsCancellationRequested)
         {
             _wakePending = false;
             return Task.CompletedTask;
@@ -726,7 +726,9 @@ internal sealed class SubtaskRunner : IAsyncDisposable
         _wake = wake;
         if (deadline is not { } at)
         {
-            return wake.Task;
+            // Also ends (with OperationCanceledException, which ends the loop) when the silo stops: that cancellation
+            // comes from another thread and does not call Wake.
+            return wake.Task.WaitAsync(_stopping.Token);
         }
 
         var delay = _services.Time.GetElapsedTime(_services.Time.GetTimestamp(), at);

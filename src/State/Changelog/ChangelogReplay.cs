@@ -111,9 +111,10 @@ public sealed class ChangelogDownload : IAsyncDisposable
             {
                 length = checked((int)RandomAccess.GetLength(handle));
                 buffer = ArrayPool<byte>.Shared.Rent(length);
-                if (RandomAccess.Read(handle, buffer.AsSpan(0, length), 0) != length)
+                for (var read = 0; read < length;)
                 {
-                    throw new IOException($"'{local}' changed while it was read.");
+                    var chunk = RandomAccess.Read(handle, buffer.AsSpan(read, length - read), read);
+                    read += chunk > 0 ? chunk : throw new IOException($"'{local}' ended after {read} of {length} bytes.");
                 }
             }
 
@@ -147,12 +148,18 @@ public sealed class ChangelogDownload : IAsyncDisposable
         }
 
         _stop.Dispose();
+        foreach (var download in _downloaded.Select(static d => d.Task).Where(static t => t.IsFaulted))
+        {
+            _ = download.Exception; // observed: the replay reported the first failure, or did not get that far
+        }
+
         try
         {
             Directory.Delete(_directory, recursive: true);
         }
-        catch (DirectoryNotFoundException)
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
+            // Left in the attempt's working directory, which goes with it; must not hide the restore's own outcome.
         }
     }
 

@@ -69,15 +69,21 @@ public sealed class RocksDbKeyedStateBackend<TKey> : IKeyedStateBackend<TKey>, I
         _columnFamilyOptions = resources.CreateColumnFamilyOptions();
         System.IO.Directory.CreateDirectory(options.Directory);
         var families = new ColumnFamilies(_columnFamilyOptions);
-        if (RocksDbSharp.RocksDb.TryListColumnFamilies(_dbOptions, options.Directory, out var existing))
+        var restored = RocksDbSharp.RocksDb.TryListColumnFamilies(_dbOptions, options.Directory, out var existing)
+            ? existing.Where(static n => n != ColumnFamilies.DefaultName).ToArray()
+            : [];
+        foreach (var name in restored)
         {
-            foreach (var name in existing.Where(static n => n != ColumnFamilies.DefaultName))
-            {
-                families.Add(name, _columnFamilyOptions);
-            }
+            families.Add(name, _columnFamilyOptions);
         }
 
         Database = RocksDbSharp.RocksDb.Open(_dbOptions, options.Directory, families);
+        foreach (var name in restored)
+        {
+            // Known from the start (changelog naming, memtable flushes, compaction pauses), not only once registered.
+            GetOrCreateColumnFamily(name);
+        }
+
         WriteOptions = new WriteOptions().DisableWal(1);
         _timersColumnFamily = GetOrCreateColumnFamily(TimersColumnFamily);
         _timers = new TimerQueue();
