@@ -217,31 +217,13 @@ public sealed class ChangelogTests
         await using var cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions { Silos = 2 });
         var client = cluster.Client;
         var storage = CheckpointTests.StorageOf(cluster);
-        var parameters = JobParameters.Empty.With("events", 100_000_000).With("keys", 20_000).With("rate", 50_000).With("name", name);
-        var jobId = await cluster.SubmitAsync<ResilientCountJob>(parameters, parallelism: 2, configure: static s => ChangelogCheckpointed(s) with
-        {
-            Checkpointing = ChangelogCheckpointed(s).Checkpointing with { Interval = TimeSpan.FromDays(1), LocalRecovery = false },
-        });
-        await client.WaitForStateAsync(jobId, JobState.Running, Timeout);
-        Assert.Equal(CheckpointOutcome.Completed, (await client.TriggerCheckpointAsync(jobId, Timeout)).Outcome);
-
-        // Segments sealed after the checkpoint (every 200 ms) belong to no checkpoint: the failed attempt leaves them.
-        var orphans = new List<string>();
-        await WaitUntilAsync(async () => (orphans = await UnreferencedAsync(storage, jobId)).Count >= 4, "segments written after the checkpoint");
+        var (jobId, orphans) = await RunPastACheckpointAsync(cluster, name);
         ResultStore.Arm(name);
         var restarted = await client.WaitForAsync(jobId, static s => s.Attempt > 1 && s.State == JobState.Running, Timeout);
-        await WaitUntilAsync(async () => !(await Task.WhenAll(orphans.Select(path => storage.ExistsAsync(path, CancellationToken.None)))).Any(static exists => exists), "the failed attempt's segments to be deleted");
+        await WaitUntilAsync(async () => (await ExistingAsync(storage, orphans)).Count == 0, "the failed attempt's segments to be deleted");
         var after = await client.TriggerCheckpointAsync(jobId, Timeout);
-        var manifests = await CheckpointTests.ReadManifestsAsync(storage, jobId);
-        var missing = new List<string>();
-        foreach (var path in manifests.SelectMany(static m => m.Files()).Select(static f => f.Path).Distinct(StringComparer.Ordinal))
-        {
-            if (!await storage.ExistsAsync(path, CancellationToken.None))
-            {
-                missing.Add(path);
-            }
-        }
-
+        var referenced = (await CheckpointTests.ReadManifestsAsync(storage, jobId)).SelectMany(static m => m.Files()).Select(static f => f.Path).Distinct(StringComparer.Ordinal).ToList();
+        var missing = referenced.Except(await ExistingAsync(storage, referenced)).ToList();
         await client.CancelAsync(jobId);
 
         Assert.Equal(2, restarted.Attempt);
@@ -256,15 +238,7 @@ public sealed class ChangelogTests
         await using var cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions { Silos = 1 });
         var client = cluster.Client;
         var storage = CheckpointTests.StorageOf(cluster);
-        var parameters = JobParameters.Empty.With("events", 100_000_000).With("keys", 20_000).With("rate", 50_000).With("name", name);
-        var jobId = await cluster.SubmitAsync<ResilientCountJob>(parameters, parallelism: 2, configure: static s => ChangelogCheckpointed(s) with
-        {
-            Checkpointing = ChangelogCheckpointed(s).Checkpointing with { Interval = TimeSpan.FromDays(1), LocalRecovery = false },
-        });
-        await client.WaitForStateAsync(jobId, JobState.Running, Timeout);
-        Assert.Equal(CheckpointOutcome.Completed, (await client.TriggerCheckpointAsync(jobId, Timeout)).Outcome);
-        var orphans = new List<string>();
-        await WaitUntilAsync(async () => (orphans = await UnreferencedAsync(storage, jobId)).Count >= 4, "segments written after the checkpoint");
+        var (jobId, orphans) = await RunPastACheckpointAsync(cluster, name);
 
         // A manifest of a newer format (as after rolling back to an older version): the coordinator skips it, and its
         // files, which this version cannot tell, must stay.
@@ -272,11 +246,37 @@ public sealed class ChangelogTests
         ResultStore.Arm(name);
         await client.WaitForAsync(jobId, static s => s.Attempt > 1 && s.State == JobState.Running, Timeout);
         var checkpoint = await client.TriggerCheckpointAsync(jobId, Timeout); // the restart, collection included, is over
-        var remaining = (await Task.WhenAll(orphans.Select(path => storage.ExistsAsync(path, CancellationToken.None)))).Count(static exists => exists);
+        var remaining = (await ExistingAsync(storage, orphans)).Count;
         await client.CancelAsync(jobId);
 
         Assert.Equal(CheckpointOutcome.Completed, checkpoint.Outcome);
         Assert.Equal(orphans.Count, remaining);
+    }
+
+    /// <summary>
+    /// Runs a changelog job (no periodic checkpoints) past one completed checkpoint until at least four segments were
+    /// sealed after it (every 200 ms): those belong to no checkpoint, and a failed attempt leaves them behind.
+    /// </summary>
+    private static async Task<(JobId JobId, List<string> Unreferenced)> RunPastACheckpointAsync(StreamGrainsCluster cluster, string name)
+    {
+        var parameters = JobParameters.Empty.With("events", 100_000_000).With("keys", 20_000).With("rate", 50_000).With("name", name);
+        var jobId = await cluster.SubmitAsync<ResilientCountJob>(parameters, parallelism: 2, configure: static s => ChangelogCheckpointed(s) with
+        {
+            Checkpointing = ChangelogCheckpointed(s).Checkpointing with { Interval = TimeSpan.FromDays(1), LocalRecovery = false },
+        });
+        await cluster.Client.WaitForStateAsync(jobId, JobState.Running, Timeout);
+        Assert.Equal(CheckpointOutcome.Completed, (await cluster.Client.TriggerCheckpointAsync(jobId, Timeout)).Outcome);
+        var storage = CheckpointTests.StorageOf(cluster);
+        var unreferenced = new List<string>();
+        await WaitUntilAsync(async () => (unreferenced = await UnreferencedAsync(storage, jobId)).Count >= 4, "segments written after the checkpoint");
+        return (jobId, unreferenced);
+    }
+
+    /// <summary>Those of <paramref name="paths"/> that exist in storage.</summary>
+    private static async Task<List<string>> ExistingAsync(FileSystemCheckpointStorage storage, IReadOnlyList<string> paths)
+    {
+        var exists = await Task.WhenAll(paths.Select(path => storage.ExistsAsync(path, CancellationToken.None)));
+        return paths.Where((_, i) => exists[i]).ToList();
     }
 
     private static async Task WaitUntilAsync(Func<Task<bool>> condition, string what)

@@ -27,6 +27,26 @@ internal sealed record StateSettings(int StateMb, string Storage, int ValueBytes
     };
 }
 
+/// <summary>Checks of options that several benchmarks share; each throws with the option's name and value.</summary>
+internal static class BenchChecks
+{
+    public static void Materialization(TimeSpan interval)
+    {
+        if (interval < TimeSpan.FromMilliseconds(100) || interval > TimeSpan.FromDays(1))
+        {
+            throw new ArgumentException($"--materialization-s must be between 0.1 and 86400, was {interval.TotalSeconds}.");
+        }
+    }
+
+    public static void Settle(TimeSpan settle)
+    {
+        if (settle < TimeSpan.Zero || settle > TimeSpan.FromDays(1))
+        {
+            throw new ArgumentException($"--settle-s must be between 0 and 86400, was {settle.TotalSeconds}.");
+        }
+    }
+}
+
 /// <summary>
 /// A multi-silo in-process cluster with its checkpoint storage (a temp directory, or Blob Storage on an Azurite started
 /// here), running <see cref="StateLoadJob"/> until its state is loaded.

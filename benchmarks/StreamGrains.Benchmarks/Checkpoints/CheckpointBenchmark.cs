@@ -19,6 +19,7 @@ internal static class CheckpointBenchmark
             throw new ArgumentException($"--checkpoints must be at least 1, was {settings.Checkpoints}.");
         }
 
+        BenchChecks.Settle(settings.Settle);
         var fields = settings.State.Fields("checkpoint");
         fields["mode"] = settings.Mode;
         fields["checkpoint_every_s"] = settings.Every.TotalSeconds;
@@ -28,11 +29,7 @@ internal static class CheckpointBenchmark
             case "incremental":
                 return await RunIncrementalAsync(settings, fields, cancellationToken);
             case "changelog":
-                if (settings.Materialization < TimeSpan.FromMilliseconds(100) || settings.Materialization > TimeSpan.FromDays(1))
-                {
-                    throw new ArgumentException($"--materialization-s must be between 0.1 and 86400, was {settings.Materialization.TotalSeconds}.");
-                }
-
+                BenchChecks.Materialization(settings.Materialization);
                 fields["materialization_interval_s"] = settings.Materialization.TotalSeconds;
                 return await RunChangelogAsync(settings, fields, cancellationToken);
             default:

@@ -16,6 +16,7 @@ internal static class RecoveryBenchmark
 {
     public static async Task<int> RunAsync(RecoverySettings settings, CancellationToken cancellationToken)
     {
+        BenchChecks.Settle(settings.Settle);
         var fields = settings.State.Fields("recovery");
         fields["mode"] = settings.Mode;
         fields["local"] = settings.Local;
@@ -26,11 +27,7 @@ internal static class RecoveryBenchmark
             case "incremental":
                 return await RunIncrementalAsync(settings, fields, cancellationToken);
             case "changelog":
-                if (settings.Materialization < TimeSpan.FromMilliseconds(100) || settings.Materialization > TimeSpan.FromDays(1))
-                {
-                    throw new ArgumentException($"--materialization-s must be between 0.1 and 86400, was {settings.Materialization.TotalSeconds}.");
-                }
-
+                BenchChecks.Materialization(settings.Materialization);
                 fields["materialization_interval_s"] = settings.Materialization.TotalSeconds;
                 fields["tail_s"] = settings.Every.TotalSeconds;
                 return await RunChangelogAsync(settings, fields, cancellationToken);

@@ -335,7 +335,10 @@ internal sealed class KeyedProcessOperator<TKey, TIn, TOut>(KeyedProcessNode<TKe
     }
 }
 
-/// <summary>Passes restore progress through, holding back "completed" until the changelog was replayed too.</summary>
+/// <summary>
+/// Passes restore progress through, holding back "completed" until the changelog was replayed too, and records when the
+/// files were in place (every restore of keyed state reports through it).
+/// </summary>
 internal sealed class ReplayAwareProgress(IProgress<RestoreProgress> inner, TimeProvider time) : IProgress<RestoreProgress>
 {
     private RestoreProgress _last = new();

@@ -797,8 +797,6 @@ internal sealed class SubtaskRunner : IAsyncDisposable
 
     private sealed class Progress(SubtaskRunner runner) : IProgress<RestoreProgress>
     {
-        public void Report(RestoreProgress value) => runner._restore = value.Completed && value.FilesRestoredAt is null
-            ? value with { FilesRestoredAt = runner._services.Time.GetUtcNow() }
-            : value;
+        public void Report(RestoreProgress value) => runner._restore = value;
     }
 }

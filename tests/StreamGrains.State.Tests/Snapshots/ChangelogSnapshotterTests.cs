@@ -122,11 +122,7 @@ public sealed class ChangelogSnapshotterTests : IDisposable
     {
         using var backend = OpenBackend("work", AllKeyGroups);
         var changelog = NewSnapshotter(backend, restored: null);
-        Mutate(backend, round: 1);
-        await changelog.Snapshot(1, AllKeyGroups)(CancellationToken.None);
-        await changelog.Completed(1);
-        Mutate(backend, round: 2);
-        var handle = (await changelog.Snapshot(2, AllKeyGroups)(CancellationToken.None)).Handle;
+        var handle = (await CheckpointWithTailAsync(changelog, backend)).Handle;
 
         foreach (var half in new[] { new KeyGroupRange(0, 63), new KeyGroupRange(64, 127) })
         {
@@ -184,11 +180,7 @@ public sealed class ChangelogSnapshotterTests : IDisposable
     {
         using var backend = OpenBackend("work", AllKeyGroups);
         var changelog = NewSnapshotter(backend, restored: null);
-        Mutate(backend, round: 1);
-        await changelog.Snapshot(1, AllKeyGroups)(CancellationToken.None);
-        await changelog.Completed(1);
-        Mutate(backend, round: 2);
-        var second = await changelog.Snapshot(2, AllKeyGroups)(CancellationToken.None);
+        var second = await CheckpointWithTailAsync(changelog, backend);
         Assert.NotEmpty(second.Handle.Changelog!);
 
         // Checkpoint 2 may have completed (and be retained) without this subtask being told; checkpoint 3 refers to a
@@ -338,6 +330,16 @@ public sealed class ChangelogSnapshotterTests : IDisposable
         KeySerializers.For<string>(null, TestEnvironment.Serializer),
         TestEnvironment.Serializer,
         _resources);
+
+    /// <summary>Checkpoint 1 (its materialization) completes; round 2 of changes; checkpoint 2 refers to that materialization and a tail.</summary>
+    private static async Task<ChangelogSnapshot> CheckpointWithTailAsync(ChangelogSnapshotter changelog, RocksDbKeyedStateBackend<string> backend)
+    {
+        Mutate(backend, round: 1);
+        await changelog.Snapshot(1, AllKeyGroups)(CancellationToken.None);
+        await changelog.Completed(1);
+        Mutate(backend, round: 2);
+        return await changelog.Snapshot(2, AllKeyGroups)(CancellationToken.None);
+    }
 
     private ChangelogSnapshotter NewSnapshotter(RocksDbKeyedStateBackend<string> backend, KeyedStateHandle? restored) =>
         new(backend, _storage, new SnapshotOwner("job-1", "counts", 0, AllKeyGroups), _directory.Sub("local-" + Guid.NewGuid().ToString("N")[..6]), restored, keepLocalCopies: true, Options);
