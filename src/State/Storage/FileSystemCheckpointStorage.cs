@@ -103,6 +103,7 @@ public sealed partial class FileSystemCheckpointStorage : ICheckpointStorage
         {
             if (!File.Exists(source))
             {
+                ThrowIfUnreachable("downloading", path);
                 throw new CheckpointObjectNotFoundException(path, Location);
             }
 
@@ -124,6 +125,7 @@ public sealed partial class FileSystemCheckpointStorage : ICheckpointStorage
         catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException && !File.Exists(source))
         {
             // Deleted between the check and the copy.
+            ThrowIfUnreachable("downloading", path);
             throw new CheckpointObjectNotFoundException(path, Location);
         }
         catch (Exception ex) when (IsIoFailure(ex))
@@ -153,6 +155,7 @@ public sealed partial class FileSystemCheckpointStorage : ICheckpointStorage
         {
             if (!File.Exists(source))
             {
+                ThrowIfUnreachable("linking", path);
                 throw new CheckpointObjectNotFoundException(path, Location);
             }
 
@@ -238,6 +241,7 @@ public sealed partial class FileSystemCheckpointStorage : ICheckpointStorage
         }
         catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
         {
+            ThrowIfUnreachable("reading", path);
             return null;
         }
         catch (Exception ex) when (IsIoFailure(ex))
@@ -247,7 +251,54 @@ public sealed partial class FileSystemCheckpointStorage : ICheckpointStorage
     }
 
     /// <inheritdoc />
-    public Task<bool> ExistsAsync(string path, CancellationToken cancellationToken) => Task.FromResult(File.Exists(FullPath(path)));
+    /// <remarks>False only when the storage could have shown the file (see <see cref="ThrowIfUnreachable"/>).</remarks>
+    public Task<bool> ExistsAsync(string path, CancellationToken cancellationToken)
+    {
+        if (File.Exists(FullPath(path)))
+        {
+            return Task.FromResult(true);
+        }
+
+        ThrowIfUnreachable("checking", path);
+        return Task.FromResult(false);
+    }
+
+    /// <summary>
+    /// A file counts as missing only if the storage could have shown it: <see cref="File.Exists(string)"/> also says
+    /// false when a directory on the way cannot be read (permissions, a stale mount), and a checkpoint must not be given
+    /// up for that. Throws <see cref="CheckpointStorageException"/> when the nearest existing directory above the file
+    /// cannot be listed, or lists the next part of the path although that part cannot be accessed.
+    /// </summary>
+    private void ThrowIfUnreachable(string operation, string path)
+    {
+        var child = FullPath(path);
+        try
+        {
+            var directory = Path.GetDirectoryName(child);
+            while (directory is not null && !Directory.Exists(directory))
+            {
+                child = directory;
+                directory = Path.GetDirectoryName(directory);
+            }
+
+            if (directory is null)
+            {
+                return;
+            }
+
+            var name = Path.GetFileName(child);
+            var listed = Directory.EnumerateFileSystemEntries(directory, name, new EnumerationOptions { MatchType = MatchType.Simple, AttributesToSkip = 0 })
+                .Any(entry => string.Equals(Path.GetFileName(entry), name, StringComparison.Ordinal));
+            if (listed && !(child == FullPath(path) ? File.Exists(child) : Directory.Exists(child)))
+            {
+                throw new CheckpointStorageException($"Checkpoint storage {Location}: {operation} '{path}' failed: '{child}' exists but cannot be read, so whether the file exists is unknown.");
+            }
+        }
+        catch (Exception ex) when (IsIoFailure(ex))
+        {
+            throw Failure(operation, path, ex);
+        }
+    }
 
     /// <inheritdoc />
     public Task DeleteAsync(string path, CancellationToken cancellationToken)

@@ -49,6 +49,32 @@ public sealed class FileSystemCheckpointStorageTests : CheckpointStorageContract
     }
 
     [Fact]
+    public async Task A_file_behind_a_path_that_cannot_be_read_is_not_reported_missing()
+    {
+        await _storage.WriteAsync("job/shared/a.sst", new byte[] { 1, 2, 3 }, overwrite: true, CancellationToken.None);
+        var stored = new StoredObject("job/shared/a.sst", 3, null);
+
+        // "shared" is still listed, but cannot be entered (here it became a regular file; as root, permissions would not
+        // stop this process): as with a directory without permissions or a stale mount, File.Exists says false.
+        Directory.Delete(Path.Combine(Root, "job", "shared"), recursive: true);
+        await File.WriteAllBytesAsync(Path.Combine(Root, "job", "shared"), [0]);
+
+        var exists = await Assert.ThrowsAsync<CheckpointStorageException>(() => _storage.ExistsAsync("job/shared/a.sst", CancellationToken.None));
+        var download = await Assert.ThrowsAsync<CheckpointStorageException>(() => _storage.DownloadFileAsync("job/shared/a.sst", _directory.Sub("a.sst"), stored, CancellationToken.None));
+        var read = await Assert.ThrowsAsync<CheckpointStorageException>(() => _storage.ReadAsync("job/shared/a.sst", CancellationToken.None));
+
+        Assert.All(new[] { exists, download }, e => Assert.Contains("cannot be read", e.Message, StringComparison.Ordinal));
+        Assert.Contains("job/shared/a.sst", read.Message, StringComparison.Ordinal);
+        Assert.IsNotType<CheckpointObjectNotFoundException>(download);
+
+        // Truly missing files, in a directory that exists or one that does not, stay missing.
+        Assert.False(await _storage.ExistsAsync("job/other.sst", CancellationToken.None));
+        Assert.False(await _storage.ExistsAsync("job/chk-9/x.sst", CancellationToken.None));
+        Assert.Null(await _storage.ReadAsync("job/chk-9/_manifest.json", CancellationToken.None));
+        await Assert.ThrowsAsync<CheckpointObjectNotFoundException>(() => _storage.DownloadFileAsync("job/chk-9/x.sst", _directory.Sub("x.sst"), null, CancellationToken.None));
+    }
+
+    [Fact]
     public async Task CheckAccess_creates_a_missing_root()
     {
         await _storage.CheckAccessAsync(CancellationToken.None);
