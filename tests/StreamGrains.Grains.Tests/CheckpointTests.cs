@@ -224,6 +224,44 @@ public sealed class CheckpointTests
     }
 
     [Fact]
+    public async Task A_storage_outage_while_a_restart_checks_the_checkpoint_files_costs_a_restart_not_the_checkpoint()
+    {
+        var name = $"check-outage-{Guid.NewGuid():N}";
+        var checks = new DownloadOutage();
+        await using var cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions
+        {
+            Silos = 2,
+            ConfigureServices = services => services.AddSingleton<ICheckpointStorage>(sp => new OutageStorage(
+                new FileSystemCheckpointStorage(sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<StreamGrainsOptions>>().Value.CheckpointStorage.Path),
+                new DownloadOutage(),
+                checks)),
+        });
+        var client = cluster.Client;
+        var parameters = JobParameters.Empty.With("events", 100_000_000).With("keys", 20_000).With("rate", 100_000).With("name", name);
+        var jobId = await cluster.SubmitAsync<ResilientCountJob>(parameters, parallelism: 2, configure: static s => Checkpointed(s) with
+        {
+            Checkpointing = Checkpointed(s).Checkpointing with { Interval = TimeSpan.FromDays(1), LocalRecovery = false },
+        });
+        await client.WaitForStateAsync(jobId, JobState.Running, Timeout);
+        var checkpoint = await client.TriggerCheckpointAsync(jobId, Timeout);
+        Assert.Equal(CheckpointOutcome.Completed, checkpoint.Outcome);
+
+        // The restart's check that the checkpoint's files exist fails as an unreachable storage would.
+        checks.FailNext(1);
+        ResultStore.Arm(name);
+        var recovered = await client.WaitForAsync(jobId, static s => s.Attempt >= 2 && s.State == JobState.Running, Timeout);
+        var kept = await StorageOf(cluster).ExistsAsync(recovered.RestoredFrom!, CancellationToken.None);
+        await client.CancelAsync(jobId);
+
+        Assert.Equal(0, checks.Remaining);
+        Assert.Equal(2, recovered.Restarts); // the failure, then the restart whose check failed
+        Assert.Contains(recovered.Warnings, static w => w.Contains(OutageStorage.Message, StringComparison.Ordinal));
+        Assert.DoesNotContain(recovered.Warnings, static w => w.Contains("cannot be restored", StringComparison.Ordinal));
+        Assert.EndsWith($"chk-{checkpoint.CheckpointId}/_manifest.json", recovered.RestoredFrom, StringComparison.Ordinal);
+        Assert.True(kept, "the checkpoint's manifest was deleted");
+    }
+
+    [Fact]
     public async Task A_checkpoint_longer_than_a_grain_call_is_awaited_by_the_client_and_a_short_timeout_says_so()
     {
         await using var cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions
@@ -484,8 +522,8 @@ public sealed class CheckpointTests
         }
     }
 
-    /// <summary>Storage whose downloads fail, while an outage lasts, as an unreachable storage's do.</summary>
-    private sealed class OutageStorage(ICheckpointStorage inner, DownloadOutage outage) : DelegatingCheckpointStorage(inner)
+    /// <summary>Storage whose downloads (and, with <paramref name="checks"/>, existence checks) fail, while an outage lasts, as an unreachable storage's do.</summary>
+    private sealed class OutageStorage(ICheckpointStorage inner, DownloadOutage outage, DownloadOutage? checks = null) : DelegatingCheckpointStorage(inner)
     {
         public const string Message = "injected outage: the storage service is unreachable";
 
@@ -493,6 +531,11 @@ public sealed class CheckpointTests
             outage.Take()
                 ? throw new CheckpointStorageException($"{Message} (downloading '{path}')", new IOException(Message))
                 : Inner.DownloadFileAsync(path, localPath, expected, cancellationToken);
+
+        public override Task<bool> ExistsAsync(string path, CancellationToken cancellationToken) =>
+            checks?.Take() == true
+                ? throw new CheckpointStorageException($"{Message} (checking '{path}')", new IOException(Message))
+                : Inner.ExistsAsync(path, cancellationToken);
     }
 
     /// <summary>Storage whose downloads take a while, so that restores are slow enough to race with sources.</summary>

@@ -687,7 +687,20 @@ internal sealed class JobGrain(
 
         foreach (var (checkpoint, owned) in candidates)
         {
-            if (await FindMissingFileAsync(checkpoint.Manifest) is { } missing)
+            string? missing;
+            try
+            {
+                missing = await FindMissingFileAsync(checkpoint.Manifest);
+            }
+            catch (CheckpointStorageException ex)
+            {
+                // Storage cannot tell now whether the files are there (unreachable, throttled): that says nothing about
+                // the checkpoint, which stays; this restart fails and the restart strategy decides about the next one.
+                logger.LogWarning(ex, "Job {Job}: checking the files of checkpoint {Checkpoint} failed", Id, checkpoint.CheckpointId);
+                return (DeployOutcome.Failed, new JobFailure { ExceptionType = nameof(CheckpointStorageException), Message = $"Checking the files of checkpoint {checkpoint.CheckpointId} failed: {ex.Message}" });
+            }
+
+            if (missing is not null)
             {
                 await DiscardAsync(checkpoint, owned, $"its file '{missing}' is missing from checkpoint storage");
                 continue;
