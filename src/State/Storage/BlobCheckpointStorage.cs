@@ -24,12 +24,13 @@ public sealed class BlobCheckpointStorageOptions
     public int MaximumTransferSize { get; set; } = 8 << 20;
 
     /// <summary>
-    /// Checksum the SDK adds to every request and response body so that the service and this client reject bytes
-    /// damaged in transit. Default <see cref="StorageChecksumAlgorithm.MD5"/> (downloads then use ranges of at most
-    /// 4 MiB, the largest the service returns an MD5 for); <see cref="StorageChecksumAlgorithm.None"/> turns it off.
+    /// Checksum the SDK adds to every upload request and to downloads of objects whose XxHash64 the caller does not
+    /// know, so that the service and this client reject bytes damaged in transit. Downloads of files with a known
+    /// XxHash64 (every restore) are checked by that hash of the whole content instead, and downloaded once more on a
+    /// mismatch. Default <see cref="StorageChecksumAlgorithm.MD5"/> (such downloads then use ranges of at most 4 MiB,
+    /// the largest the service returns an MD5 for); <see cref="StorageChecksumAlgorithm.None"/> turns it off.
     /// <see cref="StorageChecksumAlgorithm.StorageCrc64"/> and <see cref="StorageChecksumAlgorithm.Auto"/> use the
-    /// service's "structured message" encoding, which Azurite 3.37 does not support. This is independent of the XxHash64
-    /// of the whole content recorded with every object.
+    /// service's "structured message" encoding, which Azurite 3.37 does not support.
     /// </summary>
     public StorageChecksumAlgorithm TransferValidation { get; set; } = StorageChecksumAlgorithm.MD5;
 }
@@ -55,6 +56,7 @@ public sealed class BlobCheckpointStorage : ICheckpointStorage
 
     /// <summary>The service returns a range's MD5 only for ranges up to 4 MiB.</summary>
     private const int MaxMd5RangeBytes = 4 << 20;
+    private const int DownloadBufferBytes = 1 << 20;
 
     private readonly BlobContainerClient _container;
     private readonly string _prefix;
@@ -188,31 +190,53 @@ public sealed class BlobCheckpointStorage : ICheckpointStorage
     }
 
     /// <inheritdoc />
+    /// <remarks>
+    /// When <paramref name="expected"/> carries the content's XxHash64, that hash of the whole content is what checks the
+    /// bytes: the SDK's per-range transfer checksum (which both this client and the service would compute) is skipped,
+    /// and a mismatch is downloaded once more before the object counts as corrupt, so damage in transit is retried like
+    /// a transfer checksum failure would be. Without it, the transfer checksum of <see cref="BlobCheckpointStorageOptions.TransferValidation"/> applies.
+    /// </remarks>
     public async Task DownloadFileAsync(string path, string localPath, StoredObject? expected, CancellationToken cancellationToken)
     {
         ArgumentException.ThrowIfNullOrEmpty(localPath);
+        var hashed = expected?.Checksum is not null;
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                await DownloadOnceAsync(path, Path.GetFullPath(localPath), expected, validateTransfer: !hashed, cancellationToken);
+                return;
+            }
+            catch (CheckpointStorageCorruptException) when (hashed && attempt == 1)
+            {
+                // Damaged in transit or in storage: a second download tells which.
+            }
+        }
+    }
+
+    private async Task DownloadOnceAsync(string path, string destination, StoredObject? expected, bool validateTransfer, CancellationToken cancellationToken)
+    {
         var blob = Blob(path);
-        var destination = Path.GetFullPath(localPath);
         var temporary = Path.Combine(Path.GetDirectoryName(destination)!, $".tmp-{Guid.NewGuid():N}");
         try
         {
             Directory.CreateDirectory(Path.GetDirectoryName(destination)!);
             long length;
             string checksum;
-            await using (var file = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1, FileOptions.Asynchronous))
+
+            // Buffered: the SDK hands over small chunks, which then cost a memory copy each, not a write each.
+            await using (var file = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None, DownloadBufferBytes, FileOptions.Asynchronous))
             {
-                var hashing = new HashingWriteStream(file);
-                await blob.DownloadToAsync(hashing, DownloadOptions(), cancellationToken);
+                var hashing = new HashingWriteStream(file, MetricsKind);
+                await blob.DownloadToAsync(hashing, DownloadOptions(validateTransfer), cancellationToken);
                 await file.FlushAsync(cancellationToken);
                 (length, checksum) = (hashing.Length, hashing.Checksum);
             }
 
-            CheckpointStorageMetrics.Fetched(MetricsKind, length);
-
             Checksums.Verify(path, expected, length, checksum);
             File.Move(temporary, destination, overwrite: true);
         }
-        catch (RequestFailedException ex) when (ex.Status == 404)
+        catch (RequestFailedException ex) when (ex.Status == 404 && ex.ErrorCode != BlobErrorCode.ContainerNotFound)
         {
             throw new CheckpointObjectNotFoundException(path, Location);
         }
@@ -261,7 +285,7 @@ public sealed class BlobCheckpointStorage : ICheckpointStorage
         {
             result = (await blob.DownloadContentAsync(cancellationToken)).Value;
         }
-        catch (RequestFailedException ex) when (ex.Status == 404)
+        catch (RequestFailedException ex) when (ex.Status == 404 && ex.ErrorCode != BlobErrorCode.ContainerNotFound)
         {
             return null;
         }
@@ -284,17 +308,47 @@ public sealed class BlobCheckpointStorage : ICheckpointStorage
     public async Task<bool> ExistsAsync(string path, CancellationToken cancellationToken)
     {
         var blob = Blob(path);
+        bool exists;
         try
         {
-            return (await blob.ExistsAsync(cancellationToken)).Value;
+            exists = (await blob.ExistsAsync(cancellationToken)).Value;
         }
-        catch (RequestFailedException ex) when (ex.Status == 404)
+        catch (RequestFailedException ex) when (ex.Status == 404 && ex.ErrorCode != BlobErrorCode.ContainerNotFound)
         {
-            return false;
+            exists = false;
         }
         catch (Exception ex) when (IsStorageFailure(ex, cancellationToken))
         {
             throw Failure("checking", path, ex);
+        }
+
+        if (!exists)
+        {
+            await ThrowUnlessContainerExistsAsync("checking", path, cancellationToken);
+        }
+
+        return exists;
+    }
+
+    /// <summary>
+    /// An object is missing only if its container is there: without the container (deleted, or another one configured)
+    /// nothing can be said about the object, and a checkpoint must not be given up for it.
+    /// </summary>
+    private async Task ThrowUnlessContainerExistsAsync(string operation, string path, CancellationToken cancellationToken)
+    {
+        bool container;
+        try
+        {
+            container = (await _container.ExistsAsync(cancellationToken)).Value;
+        }
+        catch (Exception ex) when (IsStorageFailure(ex, cancellationToken))
+        {
+            throw Failure(operation, path, ex);
+        }
+
+        if (!container)
+        {
+            throw new CheckpointStorageException($"Checkpoint storage {Location}: {operation} '{path}' failed: the container '{_container.Name}' does not exist, so whether the object exists is unknown.");
         }
     }
 
@@ -425,10 +479,10 @@ public sealed class BlobCheckpointStorage : ICheckpointStorage
         TransferValidation = new UploadTransferValidationOptions { ChecksumAlgorithm = _validation },
     };
 
-    private BlobDownloadToOptions DownloadOptions() => new()
+    private BlobDownloadToOptions DownloadOptions(bool validateTransfer) => new()
     {
-        TransferOptions = _downloadTransfer,
-        TransferValidation = new DownloadTransferValidationOptions { ChecksumAlgorithm = _validation },
+        TransferOptions = validateTransfer ? _downloadTransfer : _transfer,
+        TransferValidation = new DownloadTransferValidationOptions { ChecksumAlgorithm = validateTransfer ? _validation : StorageChecksumAlgorithm.None },
     };
 
     private static void DeleteQuietly(string file)
@@ -504,7 +558,8 @@ public sealed class BlobCheckpointStorage : ICheckpointStorage
     }
 
     /// <summary>A write-only, forward-only stream that hashes what passes through it (so the SDK writes ranges in order).</summary>
-    private sealed class HashingWriteStream(Stream inner) : Stream
+    /// <summary>Hashes and counts what passes to <paramref name="inner"/>; the storage meter counts it as it arrives.</summary>
+    private sealed class HashingWriteStream(Stream inner, string metricsKind) : Stream
     {
         private readonly System.IO.Hashing.XxHash64 _hash = new();
         private long _length;
@@ -531,6 +586,7 @@ public sealed class BlobCheckpointStorage : ICheckpointStorage
         {
             _hash.Append(buffer);
             _length += buffer.Length;
+            CheckpointStorageMetrics.Fetched(metricsKind, buffer.Length);
             inner.Write(buffer);
         }
 
@@ -541,6 +597,7 @@ public sealed class BlobCheckpointStorage : ICheckpointStorage
         {
             _hash.Append(buffer.Span);
             _length += buffer.Length;
+            CheckpointStorageMetrics.Fetched(metricsKind, buffer.Length);
             return inner.WriteAsync(buffer, cancellationToken);
         }
 

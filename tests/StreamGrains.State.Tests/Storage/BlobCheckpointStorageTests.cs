@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
+using Azure.Core;
+using Azure.Core.Pipeline;
 using Azure.Storage.Blobs;
 using Azure.Storage.Blobs.Models;
 using StreamGrains.State.Storage;
@@ -213,7 +215,7 @@ public sealed class BlobCheckpointStorageTests : CheckpointStorageContractTests,
     }
 
     [Fact]
-    public async Task Write_to_a_missing_container_throws_a_storage_exception_that_names_the_container()
+    public async Task Write_read_and_check_in_a_missing_container_throw_a_storage_exception_that_names_the_container()
     {
         var storage = BlobCheckpointStorage.Create(_azurite.Server.ConnectionString, $"missing-{Guid.NewGuid():N}");
 
@@ -221,7 +223,87 @@ public sealed class BlobCheckpointStorageTests : CheckpointStorageContractTests,
 
         _output.WriteLine(error.Message);
         Assert.Contains("container does not exist", error.Message, StringComparison.Ordinal);
-        Assert.Null(await storage.ReadAsync("a", CancellationToken.None));
+
+        // Without the container nothing can be said about an object: no "absent", no "missing" (which would make a
+        // restart give up a checkpoint).
+        var read = await Assert.ThrowsAsync<CheckpointStorageException>(() => storage.ReadAsync("a", CancellationToken.None));
+        var exists = await Assert.ThrowsAsync<CheckpointStorageException>(() => storage.ExistsAsync("a", CancellationToken.None));
+        var download = await Assert.ThrowsAsync<CheckpointStorageException>(() => storage.DownloadFileAsync("a", LocalPath("a"), null, CancellationToken.None));
+        Assert.All(new[] { read, exists, download }, e => Assert.Contains("container", e.Message, StringComparison.Ordinal));
+        Assert.IsNotType<CheckpointObjectNotFoundException>(download);
+    }
+
+    [Fact]
+    public async Task A_download_damaged_in_transit_is_downloaded_again_and_a_second_mismatch_counts_as_corrupt()
+    {
+        var content = RandomBytes(seed: 35, 9 << 20);
+        var local = LocalPath("transit.sst");
+        await File.WriteAllBytesAsync(local, content);
+        var stored = await _storage.UploadFileAsync(local, "transit.sst", CancellationToken.None);
+
+        // Real service, damage on the way: a client policy flips one byte of the first download responses' bodies.
+        var once = new DamageDownloads(damaged: 1);
+        await StorageWith(once).DownloadFileAsync("transit.sst", LocalPath("once.sst"), stored, CancellationToken.None);
+        var always = new DamageDownloads(damaged: int.MaxValue);
+        var error = await Assert.ThrowsAsync<CheckpointStorageCorruptException>(() => StorageWith(always).DownloadFileAsync("transit.sst", LocalPath("always.sst"), stored, CancellationToken.None));
+
+        Assert.Equal(1, once.Damaged);
+        Assert.True(once.Downloads > once.Damaged, $"{once.Downloads} download responses");
+        Assert.Equal(content, await File.ReadAllBytesAsync(LocalPath("once.sst")));
+        Assert.Equal(2, always.DamagedFiles);
+        Assert.False(File.Exists(LocalPath("always.sst")));
+        Assert.Contains("transit.sst", error.Message, StringComparison.Ordinal);
+    }
+
+    private BlobCheckpointStorage StorageWith(HttpPipelinePolicy policy)
+    {
+        var options = new BlobClientOptions();
+        options.AddPolicy(policy, HttpPipelinePosition.PerRetry);
+        var container = new BlobServiceClient(_azurite.Server.ConnectionString, options).GetBlobContainerClient(AzuriteFixture.Container);
+        return new BlobCheckpointStorage(container, _prefix);
+    }
+
+    /// <summary>Flips one byte in the body of the first <c>damaged</c> successful download (GET) responses.</summary>
+    private sealed class DamageDownloads(int damaged) : HttpPipelinePolicy
+    {
+        private int _downloads;
+        private int _damaged;
+        private int _ranges;
+
+        public int Downloads => _downloads;
+
+        public int Damaged => _damaged;
+
+        /// <summary>Downloads of a whole file damaged: responses for the first range of a file (offset 0) that were damaged.</summary>
+        public int DamagedFiles => _ranges;
+
+        public override void Process(HttpMessage message, ReadOnlyMemory<HttpPipelinePolicy> pipeline) => throw new NotSupportedException("The storage is asynchronous.");
+
+        public override async ValueTask ProcessAsync(HttpMessage message, ReadOnlyMemory<HttpPipelinePolicy> pipeline)
+        {
+            await ProcessNextAsync(message, pipeline);
+            if (message.Request.Method != RequestMethod.Get || message.Response.Status is not (200 or 206) || message.Response.ContentStream is not { } body)
+            {
+                return;
+            }
+
+            Interlocked.Increment(ref _downloads);
+            if (Interlocked.Increment(ref _damaged) > damaged)
+            {
+                Interlocked.Decrement(ref _damaged);
+                return;
+            }
+
+            var bytes = new MemoryStream();
+            await body.CopyToAsync(bytes);
+            var buffer = bytes.ToArray();
+            buffer[buffer.Length / 2] ^= 0x01;
+            message.Response.ContentStream = new MemoryStream(buffer);
+            if (!message.Request.Headers.TryGetValue("x-ms-range", out var range) || range.StartsWith("bytes=0-", StringComparison.Ordinal))
+            {
+                Interlocked.Increment(ref _ranges);
+            }
+        }
     }
 
     private static int UnusedPort()
