@@ -42,14 +42,14 @@ var checkpoint = new Command("checkpoint", "Checkpoints of a large keyed state u
 checkpoint.SetAction((r, ct) => CheckpointBenchmark.RunAsync(new CheckpointSettings(StateOf(r), r.GetValue(mode)!, r.GetValue(checkpoints), TimeSpan.FromSeconds(r.GetValue(every)), TimeSpan.FromSeconds(r.GetValue(materialization)), TimeSpan.FromSeconds(r.GetValue(settle))), ct));
 root.Subcommands.Add(checkpoint);
 
+var rounds = new Option<int>("--rounds") { Description = "Measured rounds; the summary reports medians (recovery --mode changelog: rounds of both modes, in alternating order).", DefaultValueFactory = _ => 3 };
 var local = new Option<bool>("--local") { Description = "Fail user code with every silo alive and recover from local copies, instead of killing a silo and downloading." };
 var copyRestore = new Option<bool>("--copy-restore") { Description = "Filesystem storage: copy stored SSTs on restore instead of hard-linking them." };
-var recovery = new Command("recovery", "Time from a failure to the first record processed after restore: incremental vs a raw download of the same bytes, or changelog vs incremental.") { mode, materialization, every, stateMb, storage, local, copyRestore, valueBytes, updateRate, stateParallelism, silos, seed, settle };
+var recovery = new Command("recovery", "Time from a failure to the first record processed after restore: incremental vs a raw download of the same bytes, or changelog vs incremental.") { mode, materialization, every, stateMb, storage, local, copyRestore, valueBytes, updateRate, stateParallelism, silos, seed, settle, rounds };
 recovery.SetAction((r, ct) => RecoveryBenchmark.RunAsync(
-    new RecoverySettings(StateOf(r), r.GetValue(local), r.GetValue(copyRestore), r.GetValue(mode)!, TimeSpan.FromSeconds(r.GetValue(every)), TimeSpan.FromSeconds(r.GetValue(materialization)), TimeSpan.FromSeconds(r.GetValue(settle))), ct));
+    new RecoverySettings(StateOf(r), r.GetValue(local), r.GetValue(copyRestore), r.GetValue(mode)!, TimeSpan.FromSeconds(r.GetValue(every)), TimeSpan.FromSeconds(r.GetValue(materialization)), TimeSpan.FromSeconds(r.GetValue(settle)), r.GetValue(rounds)), ct));
 root.Subcommands.Add(recovery);
 
-var rounds = new Option<int>("--rounds") { Description = "Measured rounds; the summary reports medians.", DefaultValueFactory = _ => 3 };
 var savepointMode = new Option<string>("--mode") { Description = "Checkpoint mode of the job: incremental or changelog.", DefaultValueFactory = _ => "incremental" };
 var savepoint = new Command("savepoint", "Native savepoints of a large keyed state under updates vs a checkpoint and a raw copy of the full state, same run.") { stateMb, storage, valueBytes, updateRate, stateParallelism, silos, seed, rounds, every, savepointMode, materialization };
 savepoint.SetAction((r, ct) => SavepointBenchmark.RunAsync(new SavepointSettings(StateOf(r), r.GetValue(rounds), TimeSpan.FromSeconds(r.GetValue(every)), r.GetValue(savepointMode)!, TimeSpan.FromSeconds(r.GetValue(materialization))), ct));

@@ -67,6 +67,9 @@ public sealed class AzuriteServer : IAsyncDisposable
     /// <summary>The table service endpoint, when it was started.</summary>
     public Uri? TableEndpoint { get; }
 
+    /// <summary>The blob service's process (for benchmarks that measure the emulator's CPU time).</summary>
+    public Process BlobProcess => _processes[0].Process;
+
     /// <summary>The temp directory where the services keep their data; deleted on dispose.</summary>
     public string DataDirectory => _dataDirectory;
 
@@ -311,6 +314,8 @@ public sealed class AzuriteServer : IAsyncDisposable
         }
 
         public int Port { get; }
+
+        public Process Process => _process;
 
         /// <summary>Starts the service on a free port (trying another when the port was taken meanwhile) and waits until <paramref name="isReady"/> succeeds.</summary>
         public static async Task<AzuriteProcess> StartAsync(string toolDirectory, string service, string location, Func<int, CancellationToken, Task<bool>> isReady, CancellationToken cancellationToken)

@@ -38,6 +38,14 @@ internal static class BenchChecks
         }
     }
 
+    public static void Rounds(int rounds)
+    {
+        if (rounds is < 1 or > 100)
+        {
+            throw new ArgumentException($"--rounds must be between 1 and 100, was {rounds}.");
+        }
+    }
+
     public static void Settle(TimeSpan settle)
     {
         if (settle < TimeSpan.Zero || settle > TimeSpan.FromDays(1))
@@ -73,6 +81,22 @@ internal sealed class BenchEnvironment : IAsyncDisposable
 
     /// <summary>The same storage the silos use, for raw baselines.</summary>
     public ICheckpointStorage Storage { get; }
+
+    /// <summary>Dirty page cache of the machine in MB (<c>/proc/meminfo</c>), 0 where that does not exist.</summary>
+    public static double DirtyMegabytes()
+    {
+        if (!File.Exists("/proc/meminfo"))
+        {
+            return 0;
+        }
+
+        var line = File.ReadLines("/proc/meminfo").FirstOrDefault(static l => l.StartsWith("Dirty:", StringComparison.Ordinal));
+        var kilobytes = line?.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1];
+        return kilobytes is null ? 0 : Report.Round(long.Parse(kilobytes, System.Globalization.CultureInfo.InvariantCulture) / 1024.0, 1);
+    }
+
+    /// <summary>The storage emulator's process with <c>--storage blob</c>; null on the filesystem.</summary>
+    public System.Diagnostics.Process? StorageServer => _azurite?.BlobProcess;
 
     /// <param name="settings">What to run.</param>
     /// <param name="linkOnRestore">For filesystem storage: whether restores may hard-link stored SSTs (the default) or must copy them.</param>
@@ -177,7 +201,10 @@ internal sealed class BenchEnvironment : IAsyncDisposable
         return seconds;
     }
 
-    /// <summary>Downloads stored files into a temp directory, <paramref name="parallel"/> at a time; returns seconds.</summary>
+    /// <summary>
+    /// Downloads stored files into a temp directory, <paramref name="parallel"/> at a time, as a restore transfers them
+    /// (checked against their recorded XxHash64, which on Blob Storage replaces the SDK's per-range MD5); returns seconds.
+    /// </summary>
     public async Task<double> RawDownloadAsync(IReadOnlyList<StateFile> files, int parallel)
     {
         var target = Path.Combine(Path.GetTempPath(), "streamgrains-bench", "raw-" + Guid.NewGuid().ToString("N")[..8]);
@@ -186,7 +213,7 @@ internal sealed class BenchEnvironment : IAsyncDisposable
         {
             var watch = Stopwatch.StartNew();
             await Parallel.ForEachAsync(files.Select(static (f, i) => (f, i)), new ParallelOptions { MaxDegreeOfParallelism = parallel }, async (item, ct) =>
-                await Storage.DownloadFileAsync(item.f.Path, Path.Combine(target, $"{item.i}-{item.f.Name}"), null, ct));
+                await Storage.DownloadFileAsync(item.f.Path, Path.Combine(target, $"{item.i}-{item.f.Name}"), new StoredObject(item.f.Path, item.f.Length, item.f.Checksum), ct));
             return watch.Elapsed.TotalSeconds;
         }
         finally

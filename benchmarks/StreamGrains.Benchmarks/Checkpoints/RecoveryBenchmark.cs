@@ -3,14 +3,15 @@ using StreamGrains.State.Snapshots;
 
 namespace StreamGrains.Benchmarks.Checkpoints;
 
-internal sealed record RecoverySettings(StateSettings State, bool Local, bool CopyOnRestore, string Mode, TimeSpan Every, TimeSpan Materialization, TimeSpan Settle = default);
+internal sealed record RecoverySettings(StateSettings State, bool Local, bool CopyOnRestore, string Mode, TimeSpan Every, TimeSpan Materialization, TimeSpan Settle = default, int Rounds = 1);
 
 /// <summary>
 /// Time to recover: a job holding <c>--state-mb</c> of keyed state is checkpointed, then a silo is killed (or, with
 /// <c>--local</c>, user code throws with every silo alive) and the time until the first record is processed after the
 /// restore is measured. <c>--mode incremental</c> compares it with a raw download of the same bytes from the same
-/// storage in the same run; <c>--mode changelog</c> measures a changelog-mode job and then an incremental-mode job, each
-/// in a fresh environment (a killed silo does not come back), and compares the two.
+/// storage in the same run; <c>--mode changelog</c> measures a changelog-mode job and an incremental-mode job, each in a
+/// fresh environment (a killed silo does not come back), <c>--rounds</c> times in alternating order, and compares the
+/// medians.
 /// </summary>
 internal static class RecoveryBenchmark
 {
@@ -59,19 +60,41 @@ internal static class RecoveryBenchmark
 
     private static async Task<int> RunChangelogAsync(RecoverySettings settings, Dictionary<string, object?> fields, CancellationToken cancellationToken)
     {
-        // The same measurement twice, one job after the other, each in a fresh environment: changelog mode, then the
-        // incremental mode it is compared with. Same state, update rate and failure.
-        var changelog = await MeasureAsync(settings, CheckpointMode.Changelog, fields, rawDownload: false, cancellationToken);
-        var incremental = await MeasureAsync(settings, CheckpointMode.Incremental, fields, rawDownload: false, cancellationToken);
+        // The same measurement for both modes, one job after the other, each in a fresh environment: same state, update
+        // rate and failure. Rounds alternate which mode goes first, so that neither always meets a warmer (or a more
+        // cluttered) machine; the summary compares medians.
+        BenchChecks.Rounds(settings.Rounds);
+        var changelogRuns = new List<Recovery>();
+        var incrementalRuns = new List<Recovery>();
+        for (var round = 0; round < settings.Rounds; round++)
+        {
+            var roundFields = new Dictionary<string, object?>(fields) { ["round"] = round };
+            if (round % 2 == 0)
+            {
+                changelogRuns.Add(await MeasureAsync(settings, CheckpointMode.Changelog, roundFields, rawDownload: false, cancellationToken));
+                incrementalRuns.Add(await MeasureAsync(settings, CheckpointMode.Incremental, roundFields, rawDownload: false, cancellationToken));
+            }
+            else
+            {
+                incrementalRuns.Add(await MeasureAsync(settings, CheckpointMode.Incremental, roundFields, rawDownload: false, cancellationToken));
+                changelogRuns.Add(await MeasureAsync(settings, CheckpointMode.Changelog, roundFields, rawDownload: false, cancellationToken));
+            }
+        }
+
+        var changelog = MedianRun(changelogRuns);
+        var incremental = MedianRun(incrementalRuns);
         Report.Line(new Dictionary<string, object?>(fields)
         {
             ["phase"] = "summary",
+            ["rounds"] = settings.Rounds,
             ["failure"] = changelog.Failure,
             ["mttr_s"] = Report.Round(changelog.Mttr),
             ["ready_s"] = Report.Round(changelog.Ready),
             ["incremental_mttr_s"] = Report.Round(incremental.Mttr),
             ["incremental_ready_s"] = Report.Round(incremental.Ready),
             ["mttr_over_incremental"] = incremental.Mttr > 0 ? Report.Round(changelog.Mttr / incremental.Mttr) : null,
+            ["mttr_rounds_s"] = changelogRuns.Select(static r => Report.Round(r.Mttr)).ToArray(),
+            ["incremental_mttr_rounds_s"] = incrementalRuns.Select(static r => Report.Round(r.Mttr)).ToArray(),
             ["bytes_downloaded"] = changelog.Downloaded,
             ["bytes_linked"] = changelog.Linked,
             ["incremental_bytes_downloaded"] = incremental.Downloaded,
@@ -79,8 +102,8 @@ internal static class RecoveryBenchmark
             ["changelog_bytes"] = changelog.Checkpoint.ChangelogBytes,
             ["full_size_bytes"] = changelog.Checkpoint.FullSize,
             ["incremental_full_size_bytes"] = incremental.Checkpoint.FullSize,
-            ["restored_from_latest"] = changelog.RestoredFromLatest,
-            ["incremental_restored_from_latest"] = incremental.RestoredFromLatest,
+            ["restored_from_latest"] = changelogRuns.All(static r => r.RestoredFromLatest),
+            ["incremental_restored_from_latest"] = incrementalRuns.All(static r => r.RestoredFromLatest),
             ["peak_working_set_mb"] = Report.PeakWorkingSetMb(),
         });
         return 0;
@@ -103,7 +126,7 @@ internal static class RecoveryBenchmark
             fields.Remove("tail_s");
         }
         await using var environment = await BenchEnvironment.StartAsync(settings.State, linkOnRestore: !settings.CopyOnRestore);
-        using var traffic = new StorageTraffic();
+        using var traffic = new StorageTraffic(environment.StorageServer);
         var client = environment.Client;
         var name = "recovery-" + Guid.NewGuid().ToString("N")[..8];
         var checkpointing = new StreamGrains.CheckpointSettings { Interval = TimeSpan.FromDays(1), Timeout = TimeSpan.FromMinutes(20), LocalRecovery = settings.Local, RetainOnCancel = true, Mode = mode };
@@ -153,9 +176,12 @@ internal static class RecoveryBenchmark
             Report.Line(CheckpointLine(fields, checkpoint, changelog));
         }
 
+        var dirtyAtFailure = BenchEnvironment.DirtyMegabytes();
         DateTimeOffset failedAt;
         string failure;
         var trafficAtFailure = traffic.Now;
+        var threadsAtFailure = ThreadCpu.Sample();
+        var ioAtFailure = ProcessIo.Sample();
         var failureClock = traffic.Elapsed;
         if (settings.Local)
         {
@@ -188,6 +214,8 @@ internal static class RecoveryBenchmark
         }
 
         var trafficAtRecovery = traffic.Now;
+        var threadsAtRecovery = ThreadCpu.Sample();
+        var ioAtRecovery = ProcessIo.Sample();
         var current = status.Subtasks.Where(s => s.Attempt == status.Attempt).ToList();
         var firstRecord = current.Where(static s => s.FirstRecordAt is not null).Min(static s => s.FirstRecordAt!.Value);
         var allReady = current.Max(static s => s.ReadyAt!.Value);
@@ -213,6 +241,9 @@ internal static class RecoveryBenchmark
             ["storage_written_bytes"] = trafficAtRecovery.Written - trafficAtFailure.Written,
             ["storage_read_bytes"] = trafficAtRecovery.Read - trafficAtFailure.Read,
             ["storage_mb_per_second"] = traffic.PerSecondSince(failureClock, (int)Math.Ceiling(result.Mttr) + 1),
+            ["cpu_s_by_thread"] = ThreadCpu.Between(threadsAtFailure, threadsAtRecovery),
+            ["process_io"] = ProcessIo.Between(ioAtFailure, ioAtRecovery),
+            ["dirty_mb_at_failure"] = dirtyAtFailure,
             ["subtasks"] = current.Where(static s => s.Restore is not null).OrderBy(static s => s.Chain, StringComparer.Ordinal).ThenBy(static s => s.Index).Select(s => Phases(s, failedAt)).ToArray(),
         });
         var manifest = rawDownload ? ManifestJson.Deserialize((await environment.Storage.ReadAsync(manifestPath, cancellationToken))!, manifestPath) : null;
@@ -229,6 +260,9 @@ internal static class RecoveryBenchmark
         var seconds = files.Count == 0 ? 0 : await environment.RawDownloadAsync(files, BenchEnvironment.TransfersPerSubtask * Math.Max(1, downloading));
         return result with { RawDownload = new RawDownload(seconds, files.Sum(static f => f.Length)) };
     }
+
+    /// <summary>The run with the median time to recover (the lower middle one of an even count).</summary>
+    private static Recovery MedianRun(List<Recovery> runs) => runs.OrderBy(static r => r.Mttr).ElementAt((runs.Count - 1) / 2);
 
     /// <summary>Where a restored subtask's time went, in seconds after the failure: opened, files in place, ready, first record.</summary>
     private static Dictionary<string, object?> Phases(SubtaskStatus subtask, DateTimeOffset failedAt)
