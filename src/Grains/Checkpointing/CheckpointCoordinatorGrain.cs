@@ -209,6 +209,12 @@ internal sealed class CheckpointCoordinatorGrain(ICheckpointStorage storage, Tim
         {
             throw new InvalidOperationException($"'{request.Directory}' is not a valid savepoint directory: {ex.Message}", ex);
         }
+        catch (CheckpointStorageException ex)
+        {
+            // Storage cannot tell now (or the directory cannot be used): the savepoint runs and fails, with the reason, if
+            // it cannot be written; its manifest is never written over an existing one.
+            logger.LogWarning(ex, "Job {Job}: could not check whether savepoint directory {Directory} is free", JobId, directory);
+        }
 
         var run = new SavepointRun(id, attempt, request, directory, time.GetUtcNow());
         _savepoint = run;

@@ -74,6 +74,10 @@ internal sealed class SavepointStoreGrain(ICheckpointStorage storage, ILogger<Sa
         {
             throw new InvalidOperationException($"'{directory}' is not a valid savepoint directory: {ex.Message}", ex);
         }
+        catch (CheckpointStorageException ex)
+        {
+            throw new InvalidOperationException($"The savepoint in '{directory}' cannot be read: {ex.Message}");
+        }
 
         if (bytes is null)
         {
