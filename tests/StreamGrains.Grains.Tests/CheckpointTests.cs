@@ -192,22 +192,9 @@ public sealed class CheckpointTests
     {
         var name = $"outage-{Guid.NewGuid():N}";
         var outage = new DownloadOutage();
-        await using var cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions
-        {
-            Silos = 2,
-            ConfigureServices = services => services.AddSingleton<ICheckpointStorage>(sp => new OutageStorage(
-                new FileSystemCheckpointStorage(sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<StreamGrainsOptions>>().Value.CheckpointStorage.Path) { LinkOnRestore = false },
-                outage)),
-        });
+        var (cluster, jobId, checkpoint) = await CheckpointedBehindOutageAsync(name, outage, checks: null);
+        await using var _ = cluster;
         var client = cluster.Client;
-        var parameters = JobParameters.Empty.With("events", 100_000_000).With("keys", 20_000).With("rate", 100_000).With("name", name);
-        var jobId = await cluster.SubmitAsync<ResilientCountJob>(parameters, parallelism: 2, configure: static s => Checkpointed(s) with
-        {
-            Checkpointing = Checkpointed(s).Checkpointing with { Interval = TimeSpan.FromDays(1), LocalRecovery = false },
-        });
-        await client.WaitForStateAsync(jobId, JobState.Running, Timeout);
-        var checkpoint = await client.TriggerCheckpointAsync(jobId, Timeout);
-        Assert.Equal(CheckpointOutcome.Completed, checkpoint.Outcome);
 
         // The next restore's first download fails as an unreachable storage would (not a missing or corrupt file).
         outage.FailNext(1);
@@ -228,23 +215,9 @@ public sealed class CheckpointTests
     {
         var name = $"check-outage-{Guid.NewGuid():N}";
         var checks = new DownloadOutage();
-        await using var cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions
-        {
-            Silos = 2,
-            ConfigureServices = services => services.AddSingleton<ICheckpointStorage>(sp => new OutageStorage(
-                new FileSystemCheckpointStorage(sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<StreamGrainsOptions>>().Value.CheckpointStorage.Path),
-                new DownloadOutage(),
-                checks)),
-        });
+        var (cluster, jobId, checkpoint) = await CheckpointedBehindOutageAsync(name, new DownloadOutage(), checks);
+        await using var _ = cluster;
         var client = cluster.Client;
-        var parameters = JobParameters.Empty.With("events", 100_000_000).With("keys", 20_000).With("rate", 100_000).With("name", name);
-        var jobId = await cluster.SubmitAsync<ResilientCountJob>(parameters, parallelism: 2, configure: static s => Checkpointed(s) with
-        {
-            Checkpointing = Checkpointed(s).Checkpointing with { Interval = TimeSpan.FromDays(1), LocalRecovery = false },
-        });
-        await client.WaitForStateAsync(jobId, JobState.Running, Timeout);
-        var checkpoint = await client.TriggerCheckpointAsync(jobId, Timeout);
-        Assert.Equal(CheckpointOutcome.Completed, checkpoint.Outcome);
 
         // The restart's check that the checkpoint's files exist fails as an unreachable storage would.
         checks.FailNext(1);
@@ -493,6 +466,39 @@ public sealed class CheckpointTests
         }
 
         return counts;
+    }
+
+    /// <summary>
+    /// A 2-silo cluster whose checkpoint storage fails downloads (and existence checks) while the given outages last,
+    /// running a resilient count job with one completed checkpoint (nothing linked, no local recovery).
+    /// </summary>
+    private static async Task<(StreamGrainsCluster Cluster, JobId JobId, CheckpointStats Checkpoint)> CheckpointedBehindOutageAsync(string name, DownloadOutage downloads, DownloadOutage? checks)
+    {
+        var cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions
+        {
+            Silos = 2,
+            ConfigureServices = services => services.AddSingleton<ICheckpointStorage>(sp => new OutageStorage(
+                new FileSystemCheckpointStorage(sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<StreamGrainsOptions>>().Value.CheckpointStorage.Path) { LinkOnRestore = false },
+                downloads,
+                checks)),
+        });
+        try
+        {
+            var parameters = JobParameters.Empty.With("events", 100_000_000).With("keys", 20_000).With("rate", 100_000).With("name", name);
+            var jobId = await cluster.SubmitAsync<ResilientCountJob>(parameters, parallelism: 2, configure: static s => Checkpointed(s) with
+            {
+                Checkpointing = Checkpointed(s).Checkpointing with { Interval = TimeSpan.FromDays(1), LocalRecovery = false },
+            });
+            await cluster.Client.WaitForStateAsync(jobId, JobState.Running, Timeout);
+            var checkpoint = await cluster.Client.TriggerCheckpointAsync(jobId, Timeout);
+            Assert.Equal(CheckpointOutcome.Completed, checkpoint.Outcome);
+            return (cluster, jobId, checkpoint);
+        }
+        catch
+        {
+            await cluster.DisposeAsync();
+            throw;
+        }
     }
 
     /// <summary>How many downloads are still to fail, shared by the storages of every silo.</summary>

@@ -271,7 +271,8 @@ public sealed partial class FileSystemCheckpointStorage : ICheckpointStorage
     /// </summary>
     private void ThrowIfUnreachable(string operation, string path)
     {
-        var child = FullPath(path);
+        var full = FullPath(path);
+        var child = full;
         try
         {
             var directory = Path.GetDirectoryName(child);
@@ -289,7 +290,7 @@ public sealed partial class FileSystemCheckpointStorage : ICheckpointStorage
             var name = Path.GetFileName(child);
             var listed = Directory.EnumerateFileSystemEntries(directory, name, new EnumerationOptions { MatchType = MatchType.Simple, AttributesToSkip = 0 })
                 .Any(entry => string.Equals(Path.GetFileName(entry), name, StringComparison.Ordinal));
-            if (listed && !(child == FullPath(path) ? File.Exists(child) : Directory.Exists(child)))
+            if (listed && !(child == full ? File.Exists(child) : Directory.Exists(child)))
             {
                 throw new CheckpointStorageException($"Checkpoint storage {Location}: {operation} '{path}' failed: '{child}' exists but cannot be read, so whether the file exists is unknown.");
             }
