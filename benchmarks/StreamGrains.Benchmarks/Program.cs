@@ -57,8 +57,8 @@ root.Subcommands.Add(savepoint);
 
 var from = new Option<int>("--from") { Description = "Parallelism the savepoint is taken at.", DefaultValueFactory = _ => 2 };
 var to = new Option<int>("--to") { Description = "Parallelism it is restored at.", DefaultValueFactory = _ => 4 };
-var rescale = new Command("rescale", "Restore of a native savepoint at another parallelism vs at the same one, same run.") { stateMb, storage, valueBytes, updateRate, silos, seed, from, to, rounds };
-rescale.SetAction((r, ct) => RescaleBenchmark.RunAsync(new RescaleSettings(new StateSettings(r.GetValue(stateMb), r.GetValue(storage)!, r.GetValue(valueBytes), r.GetValue(updateRate), r.GetValue(from), r.GetValue(silos), r.GetValue(seed)), r.GetValue(from), r.GetValue(to), r.GetValue(rounds)), ct));
+var rescale = new Command("rescale", "Restore of a native savepoint at another parallelism vs at the same one, same run.") { stateMb, storage, valueBytes, updateRate, silos, seed, from, to, rounds, settle };
+rescale.SetAction((r, ct) => RescaleBenchmark.RunAsync(new RescaleSettings(new StateSettings(r.GetValue(stateMb), r.GetValue(storage)!, r.GetValue(valueBytes), r.GetValue(updateRate), r.GetValue(from), r.GetValue(silos), r.GetValue(seed)), r.GetValue(from), r.GetValue(to), r.GetValue(rounds), TimeSpan.FromSeconds(r.GetValue(settle))), ct));
 root.Subcommands.Add(rescale);
 
 var canonicalStateMb = new Option<int>("--state-mb") { Description = "Keyed state to load, in MiB of values.", DefaultValueFactory = _ => 200 };

@@ -21,6 +21,36 @@ public sealed record StateFile
 
     /// <summary>Whether the file is a shared file (an immutable SST that later checkpoints may reference too).</summary>
     [Id(4)] public bool Shared { get; init; }
+
+    /// <summary>
+    /// For an SST: where it sat in the RocksDB instance when the snapshot was taken. Lets a rescaling restore fetch only
+    /// the SSTs holding key groups it needs and import them as they are. Null in snapshots written before it was
+    /// recorded, and for other files.
+    /// </summary>
+    [Id(5)] public SstFileInfo? Sst { get; init; }
+}
+
+/// <summary>Where an SST file sits in its RocksDB instance (docs/formats.md).</summary>
+[GenerateSerializer, Immutable]
+public sealed record SstFileInfo
+{
+    /// <summary>The column family the file belongs to.</summary>
+    [Id(0)] public required string ColumnFamily { get; init; }
+
+    /// <summary>Its LSM level in the snapshot.</summary>
+    [Id(1)] public int Level { get; init; }
+
+    /// <summary>
+    /// The key groups of its smallest and largest key. Every key group of the file's keys lies in it; it may reach one
+    /// key group further than the keys do when the file ends with a range deletion (whose end is exclusive).
+    /// </summary>
+    [Id(2)] public required KeyGroupRange KeyGroups { get; init; }
+
+    /// <summary>The smallest sequence number of its entries.</summary>
+    [Id(3)] public long SmallestSeqno { get; init; }
+
+    /// <summary>The largest sequence number of its entries.</summary>
+    [Id(4)] public long LargestSeqno { get; init; }
 }
 
 /// <summary>The keyed state of one operator in one subtask: a RocksDB checkpoint made of files in storage.</summary>

@@ -50,11 +50,15 @@ internal static class KeyGroupRangeOperations
     /// <summary>
     /// Deletes every key outside <paramref name="keep"/> from the listed column families of an instance holding the
     /// key groups <paramref name="present"/>: files entirely outside are dropped without being read, the rest is
-    /// covered by range deletions written in one batch (WAL off: the caller flushes). A side where
+    /// covered by range deletions (WAL off), which are flushed before this returns. A side where
     /// <paramref name="present"/> does not reach beyond <paramref name="keep"/> is left alone, so that no range
     /// deletion is written for nothing.
     /// </summary>
-    public static void Clip(RocksDbSharp.RocksDb db, IReadOnlyList<string> columnFamilies, KeyGroupRange keep, KeyGroupRange present)
+    public static void Clip(RocksDbSharp.RocksDb db, IReadOnlyList<string> columnFamilies, KeyGroupRange keep, KeyGroupRange present) =>
+        Clip(db, columnFamilies.Select(name => ColumnFamily(db, name).Handle).ToArray(), keep, present);
+
+    /// <summary><see cref="Clip(RocksDbSharp.RocksDb, IReadOnlyList{string}, KeyGroupRange, KeyGroupRange)"/> on column family handles.</summary>
+    public static void Clip(RocksDbSharp.RocksDb db, IReadOnlyList<IntPtr> columnFamilies, KeyGroupRange keep, KeyGroupRange present)
     {
         var ranges = Outside(keep, present);
         if (ranges.Count == 0)
@@ -64,28 +68,19 @@ internal static class KeyGroupRangeOperations
 
         // DeleteFilesInRange includes its limit, which is safe here: a limit is a bare 2-byte key-group prefix, and every
         // stored key is longer than that, so no file whose keys are in [start, limit] holds a key of a kept key group.
-        foreach (var name in columnFamilies)
+        var writeOptions = new WriteOptions().DisableWal(1);
+        foreach (var handle in columnFamilies)
         {
-            var handle = ColumnFamily(db, name);
             foreach (var (start, end) in ranges)
             {
                 NativeExtensions.DeleteFilesInRange(db, handle, start, end);
+                NativeExtensions.DeleteRange(db, writeOptions, handle, start, end);
             }
-        }
 
-        using var batch = new WriteBatch();
-        foreach (var name in columnFamilies)
-        {
-            var handle = ColumnFamily(db, name);
-            foreach (var (start, end) in ranges)
-            {
-                batch.DeleteRange(start, (ulong)start.Length, end, (ulong)end.Length, handle);
-            }
+            // Without WAL the range deletions live only in the memtable until flushed: the directory must be complete
+            // whatever the next opener's options are.
+            NativeExtensions.Flush(db, handle);
         }
-
-        var writeOptions = new WriteOptions().DisableWal(1);
-        db.Write(batch, writeOptions);
-        GC.KeepAlive(writeOptions);
     }
 
     /// <summary>

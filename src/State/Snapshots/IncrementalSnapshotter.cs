@@ -112,13 +112,17 @@ public sealed class IncrementalSnapshotter
         var files = new StateFile[snapshot.Files.Count];
         long uploaded = 0;
         var privateSuffix = Guid.NewGuid().ToString("N")[..8];
+
+        // Where each SST sits in this snapshot (a file reused from an earlier one may have moved to another level since).
+        var catalog = SstFileCatalog.Read(snapshot.Directory);
         using var gate = new SemaphoreSlim(ParallelTransfers);
         var tasks = snapshot.Files.Select(async (file, i) =>
         {
             var shared = file.Name.EndsWith(".sst", StringComparison.Ordinal);
+            var sst = shared ? catalog.GetValueOrDefault(file.Name) : null;
             if (shared && confirmed.TryGetValue(file.Name, out var known) && known.Length == file.Length)
             {
-                files[i] = known;
+                files[i] = known with { Sst = sst };
                 return;
             }
 
@@ -132,7 +136,7 @@ public sealed class IncrementalSnapshotter
             {
                 uploads.Add(path);
                 var stored = await _storage.UploadFileAsync(Path.Combine(snapshot.Directory, file.Name), path, cancellationToken);
-                files[i] = new StateFile { Name = file.Name, Path = path, Length = stored.Length, Checksum = stored.Checksum, Shared = shared || _privatePrefix is not null };
+                files[i] = new StateFile { Name = file.Name, Path = path, Length = stored.Length, Checksum = stored.Checksum, Shared = shared || _privatePrefix is not null, Sst = sst };
                 Interlocked.Add(ref uploaded, stored.Length);
             }
             finally

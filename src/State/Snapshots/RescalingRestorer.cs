@@ -11,22 +11,28 @@ namespace StreamGrains.State.Snapshots;
 /// key-group ranges cut across it.
 /// </summary>
 /// <remarks>
-/// <para>Steps: (1) every handle is restored with <see cref="KeyedStateRestorer"/> at the same time — the base (the
-/// handle sharing the most key groups with the target) into the target directory, the others into the scratch directory
-/// — so downloads overlap and checksums are verified; (2) as each other handle arrives, its keys of the target range are
-/// exported by one bounded sequential scan per column family into SST files; (3) the base is opened and clipped to the
-/// target range (files entirely outside dropped, the rest covered by range deletions); (4) the exported files are
-/// ingested into the base, column family by column family; (5) the base is flushed and closed.</para>
-/// <para>No key is inserted one by one into the target: its sequence number grows by a handful of operations, not by
-/// the number of keys merged. A failed restore deletes the target directory, so that a half-merged instance can never be
-/// opened as if it were complete, and always deletes what it created in the scratch directory.</para>
+/// <para>Two ways, chosen by what the snapshot records. <b>Import</b> (every SST records its column family, level, key
+/// groups and sequence numbers, <see cref="SstFileInfo"/>): only the SSTs whose key groups overlap the target are
+/// fetched, from every handle at once; one RocksDB import per column family (CreateColumnFamilyWithImport) puts them
+/// into a new instance at the levels and with the sequence numbers they had, hard-linked, never rewritten; the keys of
+/// other key groups in the files that straddle the target's bounds are then clipped. The old instances' MANIFESTs are
+/// not needed. Scaling up fetches about the new subtask's share of the state plus the files that straddle its bounds
+/// (level-0 files span every key group of their old subtask, so a snapshot taken under compaction debt costs more);
+/// scaling down fetches exactly the old state and rewrites nothing.</para>
+/// <para><b>Reopen</b> (snapshots written before SSTs recorded their place): (1) every handle is restored with
+/// <see cref="KeyedStateRestorer"/> at the same time — the base (the handle sharing the most key groups with the target)
+/// into the target directory, the others into the scratch directory; (2) as each other handle arrives, its keys of the
+/// target range are exported by one bounded sequential scan per column family into SST files; (3) the base is opened and
+/// clipped to the target range; (4) the exported files are ingested into the base, column family by column family.</para>
+/// <para>Clipping drops the files entirely outside the range without reading them (DeleteFilesInRange) and covers the
+/// rest with range deletions, flushed. No key is inserted one by one into the target. A failed restore deletes the
+/// target directory, so that a half-built instance can never be opened as if it were complete, and always deletes what
+/// it created in the scratch directory.</para>
 /// <para>The clipped ranges are not compacted. Measured with the <c>rescale</c> benchmark (2 GiB of values, 1.05 GB of
 /// SSTs, parallelism 2 to 3, a 2-core machine): a CompactRange of the clipped ranges, bottommost level included, took
-/// 2.9–3.3 s per subtask, where the whole restore of a subtask inside one old range took 0.24–0.44 s without it.
-/// Dropping the files entirely outside the range (DeleteFilesInRange) costs nothing and removed about half of the
-/// clipped bytes there (453–462 MB of live SSTs instead of 549 MB; 368 MB after a compaction); the rest stays hidden by the
-/// range deletions until the instance's own compactions rewrite those files. Compacting here would hold the restore
-/// gate, and with it the whole job, for space that is reclaimed anyway.</para>
+/// 2.9–3.3 s per subtask, where the whole restore of a subtask inside one old range took 0.24–0.44 s without it. The
+/// garbage stays hidden by the range deletions until the instance's own compactions rewrite those files; compacting
+/// here would hold the restore gate, and with it the whole job, for space that is reclaimed anyway.</para>
 /// </remarks>
 public static class RescalingRestorer
 {
@@ -66,6 +72,11 @@ public static class RescalingRestorer
         if (handles.Count == 1 && handles[0].KeyGroups == target)
         {
             return await KeyedStateRestorer.RestoreAsync(handles[0], checkpointId, storage, targetDirectory, localCopy: null, progress, cancellationToken);
+        }
+
+        if (Importable(handles))
+        {
+            return await ImportAsync(handles, target, checkpointId, storage, targetDirectory, scratchDirectory, resources, progress, cancellationToken);
         }
 
         var baseIndex = 0;
@@ -108,12 +119,6 @@ public static class RescalingRestorer
                 }
 
                 KeyGroupRangeOperations.Ingest(db, exported.SelectMany(static e => e.ColumnFamilies), columnFamilyOptions);
-
-                // The range deletions were written without WAL: flush them, so the directory is complete whatever the
-                // next opener's options are.
-                var flush = new RocksDbSharp.FlushOptions().SetWaitForFlush(true);
-                db.Flush(flush);
-                GC.KeepAlive(flush);
             }
 
             GC.KeepAlive(dbOptions);
@@ -121,30 +126,138 @@ public static class RescalingRestorer
         }
         catch (Exception ex)
         {
-            await failed.CancelAsync();
-            var all = exports.Append<Task>(baseRestore).ToArray();
-            await Task.WhenAll(all.Select(static t => t.ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default)));
-            DeleteIfExists(targetDirectory);
-
-            // When one handle failed, the others were cancelled: report the failure, not a cancellation it caused.
-            if (ex is OperationCanceledException && !cancellationToken.IsCancellationRequested
-                && all.Select(static t => t.Exception?.InnerException).FirstOrDefault(static e => e is not null and not OperationCanceledException) is { } cause)
-            {
-                ExceptionDispatchInfo.Throw(cause);
-            }
-
+            await FailAsync(ex, exports.Append<Task>(baseRestore).ToArray(), failed, targetDirectory, cancellationToken);
             throw;
         }
         finally
         {
-            DeleteIfExists(scratch);
-            if (createdScratchRoot && Directory.Exists(scratchDirectory) && !Directory.EnumerateFileSystemEntries(scratchDirectory).Any())
-            {
-                Directory.Delete(scratchDirectory);
-            }
+            DeleteScratch(scratch, scratchDirectory, createdScratchRoot);
         }
 
         return combined.Finish();
+    }
+
+    /// <summary>
+    /// Whether every SST of every handle records where it sat in its instance (snapshots taken since that is recorded),
+    /// none in the default column family (which keyed state never writes and an import cannot create).
+    /// </summary>
+    private static bool Importable(IReadOnlyList<KeyedStateHandle> handles) =>
+        handles.All(static h => h.Files.All(static f => !IsSst(f) || f.Sst is { } sst && sst.ColumnFamily != RocksDbSharp.ColumnFamilies.DefaultName));
+
+    private static bool IsSst(StateFile file) => file.Name.EndsWith(".sst", StringComparison.Ordinal);
+
+    /// <summary>
+    /// The restore from SSTs that record their place: only the SSTs holding key groups of the target are fetched (from
+    /// every handle at once, checksums verified), imported into a new instance at the levels and with the sequence
+    /// numbers they had (one import per column family over all handles, files hard-linked, not rewritten), and the keys
+    /// of other key groups in the files that straddle the target's bounds are clipped as in the other path. The old
+    /// instances' MANIFESTs are not needed, nor are the SSTs wholly outside the target: scaling up fetches about its
+    /// share of the state instead of whole old instances, and scaling down rewrites no key.
+    /// </summary>
+    private static async Task<RestoreProgress> ImportAsync(
+        IReadOnlyList<KeyedStateHandle> handles,
+        KeyGroupRange target,
+        long checkpointId,
+        ICheckpointStorage storage,
+        string targetDirectory,
+        string scratchDirectory,
+        RocksDbResources resources,
+        IProgress<RestoreProgress>? progress,
+        CancellationToken cancellationToken)
+    {
+        var needed = handles
+            .Select(h => h with { Files = h.Files.Where(f => IsSst(f) && !f.Sst!.KeyGroups.Intersect(target).IsEmpty).ToArray(), Changelog = null })
+            .ToArray();
+        var combined = new CombinedProgress(checkpointId, needed, progress);
+        var createdScratchRoot = !Directory.Exists(scratchDirectory);
+        var scratch = Path.Combine(scratchDirectory, $"rescale-{Guid.NewGuid():N}");
+        using var failed = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var downloads = needed
+            .Select((h, i) => CancelOthersOnFailureAsync(
+                KeyedStateRestorer.RestoreAsync(h, checkpointId, storage, Path.Combine(scratch, i.ToString(CultureInfo.InvariantCulture)), localCopy: null, combined.Part(i), failed.Token),
+                failed))
+            .ToArray();
+        try
+        {
+            var restored = await Task.WhenAll(downloads);
+            for (var i = 0; i < restored.Length; i++)
+            {
+                combined.Done(i, restored[i]);
+            }
+
+            var present = new KeyGroupRange(handles.Min(static h => h.KeyGroups.Start), handles.Max(static h => h.KeyGroups.End));
+            await Task.Run(() => BuildByImport(needed, scratch, target, present, targetDirectory, resources), cancellationToken);
+        }
+        catch (Exception ex)
+        {
+            await FailAsync(ex, downloads, failed, targetDirectory, cancellationToken);
+            throw;
+        }
+        finally
+        {
+            DeleteScratch(scratch, scratchDirectory, createdScratchRoot);
+        }
+
+        return combined.Finish();
+    }
+
+    private static void BuildByImport(KeyedStateHandle[] needed, string scratch, KeyGroupRange target, KeyGroupRange present, string targetDirectory, RocksDbResources resources)
+    {
+        DeleteIfExists(targetDirectory);
+        var dbOptions = resources.CreateDbOptions();
+        var columnFamilyOptions = resources.CreateColumnFamilyOptions();
+        var files = needed.SelectMany((h, i) => h.Files.Select(f => (Directory: Path.Combine(scratch, i.ToString(CultureInfo.InvariantCulture)), File: f)));
+        var handles = new List<IntPtr>();
+        using (var db = RocksDbSharp.RocksDb.Open(dbOptions, targetDirectory, new RocksDbSharp.ColumnFamilies(columnFamilyOptions)))
+        {
+            try
+            {
+                foreach (var family in files.GroupBy(static f => f.File.Sst!.ColumnFamily, StringComparer.Ordinal))
+                {
+                    var imported = family
+                        .Select(static f => new ImportedSstFile(f.Directory, f.File.Name, f.File.Sst!.Level, f.File.Length, (ulong)f.File.Sst.SmallestSeqno, (ulong)f.File.Sst.LargestSeqno))
+                        .ToArray();
+                    handles.Add(NativeExtensions.ImportColumnFamily(db, columnFamilyOptions, family.Key, imported, moveFiles: true));
+                }
+
+                KeyGroupRangeOperations.Clip(db, handles, target, present);
+            }
+            finally
+            {
+                foreach (var handle in handles)
+                {
+                    NativeExtensions.DestroyColumnFamilyHandle(handle);
+                }
+            }
+        }
+
+        GC.KeepAlive(dbOptions);
+        GC.KeepAlive(columnFamilyOptions);
+    }
+
+    /// <summary>
+    /// After a failure: cancels and awaits the other transfers, deletes the half-built target, and turns a cancellation
+    /// that one handle's failure caused into that failure.
+    /// </summary>
+    private static async Task FailAsync(Exception ex, Task[] transfers, CancellationTokenSource others, string targetDirectory, CancellationToken cancellationToken)
+    {
+        await others.CancelAsync();
+        await Task.WhenAll(transfers.Select(static t => t.ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default)));
+        DeleteIfExists(targetDirectory);
+        if (ex is OperationCanceledException && !cancellationToken.IsCancellationRequested
+            && transfers.Select(static t => t.Exception?.InnerException).FirstOrDefault(static e => e is not null and not OperationCanceledException) is { } cause)
+        {
+            ExceptionDispatchInfo.Throw(cause);
+        }
+    }
+
+    private static void DeleteScratch(string scratch, string scratchDirectory, bool createdScratchRoot)
+    {
+        DeleteIfExists(scratch);
+        if (createdScratchRoot && Directory.Exists(scratchDirectory) && !Directory.EnumerateFileSystemEntries(scratchDirectory).Any())
+        {
+            Directory.Delete(scratchDirectory);
+        }
     }
 
     private static async Task<T> CancelOthersOnFailureAsync<T>(Task<T> task, CancellationTokenSource others)

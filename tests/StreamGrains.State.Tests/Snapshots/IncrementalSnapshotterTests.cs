@@ -89,6 +89,10 @@ public sealed class IncrementalSnapshotterTests : IDisposable
         snapshotter.Completed(5);
 
         var local = IncrementalSnapshotter.LocalCheckpointDirectory(_directory.Sub("local"), 5);
+
+        // Reading where each SST sits opened the local copy read-only; that left no file of its own there.
+        Assert.Equal(handle.Files.Select(static f => f.Name).Order(StringComparer.Ordinal), Directory.EnumerateFiles(local).Select(Path.GetFileName).Order(StringComparer.Ordinal));
+        Assert.All(handle.Files.Where(static f => f.Name.EndsWith(".sst", StringComparison.Ordinal)), static f => Assert.NotNull(f.Sst));
         var progress = await KeyedStateRestorer.RestoreAsync(handle, 5, _storage, _directory.Sub("restored"), local, progress: null, CancellationToken.None);
         using var restored = OpenBackend("restored");
 

@@ -35,16 +35,25 @@ public sealed class RescalingRestorerTests : IDisposable
         _directory.Dispose();
     }
 
+    /// <summary>
+    /// <paramref name="recorded"/>: the snapshot records each SST's place (the import path); otherwise it is a snapshot of
+    /// an older version, without it (the path that reopens the old instances).
+    /// </summary>
     [Theory]
-    [InlineData(2, 3)]
-    [InlineData(2, 1)]
-    [InlineData(2, 5)]
-    [InlineData(5, 2)]
-    [InlineData(3, 1)]
-    [InlineData(2, 2)]
-    public async Task Every_subtask_of_the_new_parallelism_gets_exactly_the_state_and_timers_of_its_key_groups(int oldParallelism, int newParallelism)
+    [InlineData(2, 3, true)]
+    [InlineData(2, 1, true)]
+    [InlineData(2, 5, true)]
+    [InlineData(5, 2, true)]
+    [InlineData(3, 1, true)]
+    [InlineData(2, 2, true)]
+    [InlineData(2, 3, false)]
+    [InlineData(2, 1, false)]
+    [InlineData(5, 2, false)]
+    [InlineData(2, 2, false)]
+    public async Task Every_subtask_of_the_new_parallelism_gets_exactly_the_state_and_timers_of_its_key_groups(int oldParallelism, int newParallelism, bool recorded)
     {
-        var (handles, model) = await SnapshotAsync(oldParallelism, seed: 42 + oldParallelism);
+        var (snapshot, model) = await SnapshotAsync(oldParallelism, seed: 42 + oldParallelism);
+        var handles = recorded ? snapshot : WithoutSstInfo(snapshot);
 
         for (var subtask = 0; subtask < newParallelism; subtask++)
         {
@@ -55,7 +64,10 @@ public sealed class RescalingRestorerTests : IDisposable
             var progress = await RescalingRestorer.RestoreAsync(overlapping, range, 2, _storage, target, Scratch, _resources, progress: null, CancellationToken.None);
 
             Assert.True(progress.Completed);
-            Assert.Equal(overlapping.Sum(static h => h.FullSize), progress.BytesTotal);
+            var expectedBytes = overlapping.Count == 1 && overlapping[0].KeyGroups == range ? overlapping[0].FullSize
+                : recorded ? Needed(overlapping, range).Sum(static f => f.Length)
+                : overlapping.Sum(static h => h.FullSize);
+            Assert.Equal(expectedBytes, progress.BytesTotal);
             Assert.Equal(progress.BytesTotal, progress.BytesDone);
             AssertScratchIsEmpty();
             AssertRawContent(target, range, model);
@@ -90,7 +102,53 @@ public sealed class RescalingRestorerTests : IDisposable
     }
 
     [Fact]
-    public async Task Clipping_drops_files_that_hold_only_key_groups_outside_the_range()
+    public async Task Snapshots_record_the_column_family_level_key_groups_and_sequence_numbers_of_every_sst()
+    {
+        var (handles, _) = await SnapshotAsync(parallelism: 2, seed: 8);
+
+        foreach (var handle in handles)
+        {
+            var ssts = handle.Files.Where(static f => f.Name.EndsWith(".sst", StringComparison.Ordinal)).ToList();
+            Assert.NotEmpty(ssts);
+            Assert.All(handle.Files.Except(ssts), static f => Assert.Null(f.Sst));
+            foreach (var file in ssts)
+            {
+                var sst = Assert.IsType<SstFileInfo>(file.Sst);
+                Assert.Contains(sst.ColumnFamily, new[] { Balance.Name, Tags.Name, Events.Name, TimersColumnFamily });
+                Assert.InRange(sst.Level, 0, 6);
+                Assert.True(handle.KeyGroups.Contains(sst.KeyGroups.Start) && handle.KeyGroups.Contains(sst.KeyGroups.End), $"{file.Name} of {handle.KeyGroups} records key groups {sst.KeyGroups}");
+                Assert.True(sst.SmallestSeqno <= sst.LargestSeqno, $"{file.Name}: seqnos {sst.SmallestSeqno}..{sst.LargestSeqno}");
+            }
+
+            // Every column family that holds keys has files, and the files' key groups are what a scan of the restored
+            // instance finds.
+            var restored = _directory.Sub($"plain-{handle.KeyGroups.Start}");
+            await KeyedStateRestorer.RestoreAsync(handle, 2, _storage, restored, localCopy: null, progress: null, CancellationToken.None);
+            using var db = OpenRaw(restored, out var columnFamilies);
+            foreach (var name in columnFamilies.Where(static n => n != ColumnFamilies.DefaultName))
+            {
+                using var iterator = db.NewIterator(db.GetColumnFamily(name));
+                var keyGroups = new List<int>();
+                for (iterator.SeekToFirst(); iterator.Valid(); iterator.Next())
+                {
+                    keyGroups.Add(StateKeys.KeyGroupOf(iterator.GetKeySpan()));
+                }
+
+                var recorded = ssts.Where(f => f.Sst!.ColumnFamily == name).ToList();
+                Assert.Equal(keyGroups.Count > 0, recorded.Count > 0);
+                if (keyGroups.Count > 0)
+                {
+                    Assert.Equal(keyGroups.Min(), recorded.Min(static f => f.Sst!.KeyGroups.Start));
+                    Assert.Equal(keyGroups.Max(), recorded.Max(static f => f.Sst!.KeyGroups.End));
+                }
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task Clipping_drops_files_that_hold_only_key_groups_outside_the_range(bool recorded)
     {
         // One subtask of parallelism 1 writes the upper half of the key groups and compacts it into the last level, then
         // the same with the lower half: two bottom-level files, each holding one half.
@@ -123,11 +181,23 @@ public sealed class RescalingRestorerTests : IDisposable
         }
 
         var target = _directory.Sub("lower");
-        await RescalingRestorer.RestoreAsync([handle], lower, 1, _storage, target, Scratch, _resources, progress: null, CancellationToken.None);
+        var ssts = handle.Files.Where(static f => f.Name.EndsWith(".sst", StringComparison.Ordinal)).ToList();
+        var restored = await RescalingRestorer.RestoreAsync([recorded ? handle : WithoutSstInfo([handle])[0]], lower, 1, _storage, target, Scratch, _resources, progress: null, CancellationToken.None);
 
-        var left = new DirectoryInfo(target).EnumerateFiles("*.sst").Select(static f => f.Name).ToHashSet();
-        var dropped = handle.Files.Where(f => f.Name.EndsWith(".sst", StringComparison.Ordinal) && !left.Contains(f.Name)).ToList();
-        Assert.NotEmpty(dropped);
+        if (recorded)
+        {
+            // The file of the upper half is not even fetched.
+            Assert.True(restored.FilesTotal < ssts.Count, $"fetched {restored.FilesTotal} of {ssts.Count} SSTs");
+            Assert.Equal(Needed([handle], lower).Sum(static f => f.Length), restored.BytesDownloaded + restored.BytesLinked);
+            Assert.Contains(ssts, f => f.Sst!.KeyGroups.Intersect(lower).IsEmpty);
+        }
+        else
+        {
+            var left = new DirectoryInfo(target).EnumerateFiles("*.sst").Select(static f => f.Name).ToHashSet();
+            var dropped = ssts.Where(f => !left.Contains(f.Name)).ToList();
+            Assert.NotEmpty(dropped);
+        }
+
         AssertRawContent(target, lower, model);
         AssertState(target, lower, model);
     }
@@ -145,8 +215,8 @@ public sealed class RescalingRestorerTests : IDisposable
         var seen = reports.Reports;
         Assert.Equal(final, seen[^1]);
         Assert.Single(seen, static r => r.Completed);
-        Assert.Equal(handles.Sum(static h => h.Files.Count), final.FilesTotal);
-        Assert.Equal(handles.Sum(static h => h.FullSize), final.BytesTotal);
+        Assert.Equal(Needed(handles, range).Count, final.FilesTotal);
+        Assert.Equal(Needed(handles, range).Sum(static f => f.Length), final.BytesTotal);
         Assert.Equal(final.FilesTotal, final.FilesDone);
         Assert.Equal(final.BytesTotal, final.BytesDone);
         Assert.Equal(final.BytesTotal, final.BytesDownloaded + final.BytesLinked);
@@ -197,8 +267,7 @@ public sealed class RescalingRestorerTests : IDisposable
         var range = KeyGroups.ComputeKeyGroupRangeForOperatorIndex(MaxParallelism, 3, 1);
         var target = _directory.Sub("target");
 
-        // Break one SST of each handle: whichever is the base, both roles are exercised.
-        var corrupt = StoredPath(handles[0].Files.First(static f => f.Shared));
+        var corrupt = StoredPath(Needed([handles[0]], range)[0]);
         var bytes = await File.ReadAllBytesAsync(corrupt);
         bytes[bytes.Length / 2] ^= 0xFF;
         await File.WriteAllBytesAsync(corrupt, bytes);
@@ -206,7 +275,7 @@ public sealed class RescalingRestorerTests : IDisposable
         AssertScratchIsEmpty();
         Assert.False(Directory.Exists(target), "a failed restore left a target directory that could be opened");
 
-        var original = handles[0].Files.First(static f => f.Shared);
+        var original = Needed([handles[0]], range)[0];
         File.Delete(corrupt);
         var missing = await Assert.ThrowsAsync<CheckpointObjectNotFoundException>(() => RescalingRestorer.RestoreAsync(handles, range, 2, _storage, target, Scratch, _resources, null, CancellationToken.None));
         Assert.Equal(original.Path, missing.Path);
@@ -217,7 +286,9 @@ public sealed class RescalingRestorerTests : IDisposable
     [Fact]
     public async Task A_missing_file_of_the_base_handle_fails_too()
     {
+        // Only the path without recorded SST places has a base handle.
         var (handles, _) = await SnapshotAsync(parallelism: 2, seed: 6);
+        handles = WithoutSstInfo(handles);
 
         // Of [43, 85], handle [64, 127] holds 22 key groups and [0, 63] 21: the former is the base.
         var range = KeyGroups.ComputeKeyGroupRangeForOperatorIndex(MaxParallelism, 3, 1);
@@ -250,6 +321,14 @@ public sealed class RescalingRestorerTests : IDisposable
     };
 
     private static int KeyGroupOf(string key) => TestEnvironment.KeyGroupOfString(key, MaxParallelism);
+
+    /// <summary>The handles as a version that did not record where each SST sits wrote them.</summary>
+    private static KeyedStateHandle[] WithoutSstInfo(IEnumerable<KeyedStateHandle> handles) =>
+        handles.Select(static h => h with { Files = h.Files.Select(static f => f with { Sst = null }).ToArray() }).ToArray();
+
+    /// <summary>The SSTs of the handles whose recorded key groups overlap <paramref name="range"/>: what the import path fetches.</summary>
+    private static List<StateFile> Needed(IEnumerable<KeyedStateHandle> handles, KeyGroupRange range) =>
+        handles.SelectMany(static h => h.Files).Where(f => f.Sst is { } sst && !sst.KeyGroups.Intersect(range).IsEmpty).ToList();
 
     private string StoredPath(StateFile file) => Path.Combine(_directory.Sub("storage"), file.Path);
 
