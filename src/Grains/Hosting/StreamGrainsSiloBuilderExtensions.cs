@@ -4,6 +4,7 @@ using Microsoft.Extensions.Options;
 using StreamGrains.Grains.Channels;
 using StreamGrains.Grains.Placement;
 using StreamGrains.State.RocksDb;
+using StreamGrains.State.Snapshots;
 
 namespace StreamGrains.Grains;
 
@@ -38,6 +39,7 @@ public static class StreamGrainsSiloBuilderExtensions
             });
         });
         builder.Services.TryAddSingleton(static sp => sp.GetRequiredService<IOptions<StreamGrainsOptions>>().Value.CheckpointStorage.Create());
+        builder.Services.TryAddSingleton<SharedRestoreDownloads>();
         builder.Services.AddPlacementDirector<SubtaskPlacementStrategy, SubtaskPlacementDirector>();
         return builder;
     }

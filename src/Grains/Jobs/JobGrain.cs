@@ -481,7 +481,7 @@ internal sealed class JobGrain(
             var splits = AssignSplits(plan, spec, restore?.Manifest);
             var silos = membership.CurrentSnapshot.Members.Values.Where(static m => m.Status == SiloStatus.Active).Select(static m => m.SiloAddress).ToArray();
             var previous = ids.Select(id => record.Placement.TryGetValue(JobRecord.PlacementKey(id), out var silo) ? silos.FirstOrDefault(s => s.ToString() == silo) : null).ToArray();
-            var placement = PlacementPlanner.Assign(silos, ids.Length, previous);
+            var placement = PlacementPlanner.Assign(silos, plan.Chains.Select(static c => c.Parallelism).ToArray(), previous);
             _subtasks.Clear();
             _finished.Clear();
             var deploys = new Task<DeployResult>[ids.Length];

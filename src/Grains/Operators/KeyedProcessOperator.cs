@@ -179,7 +179,7 @@ internal sealed class KeyedProcessOperator<TKey, TIn, TOut>(KeyedProcessNode<TKe
         }
 
         // Rescaling: the first checkpoint of this subtask uploads its state in full (its files are new combinations).
-        await RescalingRestorer.RestoreAsync(handles, context.KeyGroups, restore.CheckpointId, storage, directory, context.OperatorDirectory(Uid + ".rescale"), resources, context.RestoreProgress, context.Stopping);
+        await RescalingRestorer.RestoreAsync(handles, context.KeyGroups, restore.CheckpointId, storage, directory, context.OperatorDirectory(Uid + ".rescale"), resources, context.RestoreProgress, context.Services.GetService<SharedRestoreDownloads>(), context.Stopping);
         return null;
     }
 

@@ -41,11 +41,16 @@ internal sealed class SubtaskPlacementDirector : IPlacementDirector
 internal static class PlacementPlanner
 {
     /// <summary>
-    /// Assigns the subtasks (in plan order: chain by chain, index by index) round-robin over the silos sorted by
-    /// address, so every silo gets ⌊n/s⌋ or ⌈n/s⌉ subtasks and each chain's subtasks are spread too. A subtask that ran
-    /// before on a silo that is still active keeps it (sticky), so it finds its local state again.
+    /// Assigns the subtasks (in plan order: chain by chain, index by index) to the silos sorted by address, each chain
+    /// in contiguous blocks: subtask <c>j</c> of a chain of parallelism <c>p</c> goes to block <c>⌊j·s/p⌋</c> of the
+    /// <c>s</c> silos, so every silo gets ⌊p/s⌋ or ⌈p/s⌉ of each chain's subtasks, and subtasks of neighbouring key-group
+    /// ranges share a silo. That is what a rescale from <c>p</c> to <c>2p</c> wants: the two new subtasks that split an
+    /// old subtask's key groups need the same SSTs, and on one silo they download them once
+    /// (<see cref="State.Snapshots.SharedRestoreDownloads"/>). The blocks of each chain start one silo further on per
+    /// subtask placed before it, so that chains with fewer subtasks than silos do not all start on the first. A subtask
+    /// that ran before on a silo that is still active keeps it (sticky), so it finds its local state again.
     /// </summary>
-    public static SiloAddress[] Assign(IReadOnlyList<SiloAddress> activeSilos, int subtaskCount, IReadOnlyList<SiloAddress?>? previous = null)
+    public static SiloAddress[] Assign(IReadOnlyList<SiloAddress> activeSilos, IReadOnlyList<int> chainParallelisms, IReadOnlyList<SiloAddress?>? previous = null)
     {
         if (activeSilos.Count == 0)
         {
@@ -53,12 +58,18 @@ internal static class PlacementPlanner
         }
 
         var silos = activeSilos.OrderBy(static s => s).ToArray();
-        var assignment = new SiloAddress[subtaskCount];
-        for (var i = 0; i < subtaskCount; i++)
+        var assignment = new SiloAddress[chainParallelisms.Sum()];
+        var i = 0;
+        foreach (var parallelism in chainParallelisms)
         {
-            assignment[i] = previous is not null && i < previous.Count && previous[i] is { } before && silos.Contains(before)
-                ? before
-                : silos[i % silos.Length];
+            var first = i;
+            for (var j = 0; j < parallelism; j++, i++)
+            {
+                var block = (int)((long)j * silos.Length / parallelism);
+                assignment[i] = previous is not null && i < previous.Count && previous[i] is { } before && silos.Contains(before)
+                    ? before
+                    : silos[(first + block) % silos.Length];
+            }
         }
 
         return assignment;

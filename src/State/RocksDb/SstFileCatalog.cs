@@ -10,6 +10,8 @@ public static class SstFileCatalog
     /// <summary>
     /// The SST files of the closed instance (a RocksDB checkpoint) in <paramref name="directory"/>, by file name, as its
     /// MANIFEST lists them. The instance is opened read-only without opening its tables, so this reads the MANIFEST only.
+    /// Empty when RocksDB cannot open the directory read-only: the snapshot is then written without SST places, which
+    /// costs a later rescale its fast path but not the snapshot.
     /// </summary>
     /// <exception cref="InvalidDataException">When the directory holds no RocksDB instance.</exception>
     public static IReadOnlyDictionary<string, SstFileInfo> Read(string directory)
@@ -19,20 +21,29 @@ public static class SstFileCatalog
         var columnFamilyOptions = new ColumnFamilyOptions();
         var names = KeyGroupRangeOperations.ListColumnFamilies(options, directory);
         IReadOnlyList<LiveSstFile> files;
-        using (var db = KeyGroupRangeOperations.Open(options, columnFamilyOptions, directory, names, readOnly: true))
+        try
         {
+            using var db = KeyGroupRangeOperations.Open(options, columnFamilyOptions, directory, names, readOnly: true);
             files = NativeExtensions.LiveFiles(db);
+        }
+        catch (RocksDbException)
+        {
+            return new Dictionary<string, SstFileInfo>();
         }
 
         var result = files.ToDictionary(
             static f => f.Name,
-            static f => new SstFileInfo
+            static f =>
             {
-                ColumnFamily = f.ColumnFamily,
-                Level = f.Level,
-                KeyGroups = new KeyGroupRange(KeyGroupOf(f.SmallestKey, orElse: 0), Math.Max(KeyGroupOf(f.SmallestKey, 0), KeyGroupOf(f.LargestKey, orElse: KeyGroups.UpperBound))),
-                SmallestSeqno = checked((long)f.SmallestSeqno),
-                LargestSeqno = checked((long)f.LargestSeqno),
+                var first = FirstKeyGroup(f.SmallestKey);
+                return new SstFileInfo
+                {
+                    ColumnFamily = f.ColumnFamily,
+                    Level = f.Level,
+                    KeyGroups = new KeyGroupRange(first, Math.Max(first, LastKeyGroup(f.LargestKey))),
+                    SmallestSeqno = checked((long)f.SmallestSeqno),
+                    LargestSeqno = checked((long)f.LargestSeqno),
+                };
             },
             StringComparer.Ordinal);
         GC.KeepAlive(options);
@@ -41,8 +52,20 @@ public static class SstFileCatalog
     }
 
     /// <summary>
-    /// The key group a key starts with; <paramref name="orElse"/> for a key shorter than the prefix, which keyed state
-    /// never writes, so that such a file is taken to span every key group rather than none.
+    /// The key group of a file's smallest key. A key shorter than the prefix, which keyed state never writes, is taken
+    /// as key group 0, so that the file is taken to reach every key group rather than none.
     /// </summary>
-    private static int KeyGroupOf(byte[] key, int orElse) => key.Length >= StateKeys.KeyGroupPrefixLength ? StateKeys.KeyGroupOf(key) : orElse;
+    private static int FirstKeyGroup(byte[] key) => key.Length >= StateKeys.KeyGroupPrefixLength ? StateKeys.KeyGroupOf(key) : 0;
+
+    /// <summary>
+    /// The last key group a file's largest key reaches. A largest key of exactly the prefix's length is the exclusive end
+    /// of a range deletion (stored keys are always longer), so it reaches only the key group before it; a shorter one
+    /// is taken as the largest key group.
+    /// </summary>
+    private static int LastKeyGroup(byte[] key) => key.Length switch
+    {
+        < StateKeys.KeyGroupPrefixLength => KeyGroups.UpperBound,
+        StateKeys.KeyGroupPrefixLength => StateKeys.KeyGroupOf(key) - 1,
+        _ => StateKeys.KeyGroupOf(key),
+    };
 }

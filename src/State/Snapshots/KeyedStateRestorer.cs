@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using StreamGrains.Snapshots;
 using StreamGrains.State.Storage;
 
@@ -16,6 +17,21 @@ public static class KeyedStateRestorer
     /// </summary>
     /// <returns>The final progress (including the bytes downloaded).</returns>
     /// <exception cref="CheckpointStorageException">When a file is missing or corrupt in storage.</exception>
+    public static Task<RestoreProgress> RestoreAsync(
+        KeyedStateHandle handle,
+        long checkpointId,
+        ICheckpointStorage storage,
+        string targetDirectory,
+        string? localCopy,
+        IProgress<RestoreProgress>? progress,
+        CancellationToken cancellationToken) =>
+        RestoreAsync(handle, checkpointId, storage, targetDirectory, localCopy, progress, shared: null, cancellationToken);
+
+    /// <summary>
+    /// <see cref="RestoreAsync(KeyedStateHandle, long, ICheckpointStorage, string, string?, IProgress{RestoreProgress}?, CancellationToken)"/>,
+    /// sharing downloads with the other restores of the silo through <paramref name="shared"/>: an SST another restore
+    /// is downloading is linked from its copy (and counted as linked) instead of downloaded again.
+    /// </summary>
     public static async Task<RestoreProgress> RestoreAsync(
         KeyedStateHandle handle,
         long checkpointId,
@@ -23,6 +39,7 @@ public static class KeyedStateRestorer
         string targetDirectory,
         string? localCopy,
         IProgress<RestoreProgress>? progress,
+        SharedRestoreDownloads? shared,
         CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(handle);
@@ -57,28 +74,60 @@ public static class KeyedStateRestorer
         }
 
         using var gate = new SemaphoreSlim(ParallelTransfers);
-        await Task.WhenAll(handle.Files.Select(async file =>
+        var owned = new ConcurrentBag<SharedRestoreDownloads.Offer>();
+        try
         {
-            await gate.WaitAsync(cancellationToken);
-            try
+            await Task.WhenAll(handle.Files.Select(async file =>
             {
-                var expected = new StoredObject(file.Path, file.Length, file.Checksum);
                 var target = Path.Combine(targetDirectory, file.Name);
-                if (Linkable(file) && storage is FileSystemCheckpointStorage files && await files.TryLinkFileAsync(file.Path, target, expected, cancellationToken))
+                var (offer, owner) = Linkable(file) && shared is not null ? shared.Claim(file, target) : default;
+                if (owner)
+                {
+                    owned.Add(offer!);
+                }
+                else if (offer is not null && await SharedRestoreDownloads.TryLinkAsync(offer, target, cancellationToken))
                 {
                     state.FileDone(file.Length, Source.Linked);
+                    return;
                 }
-                else
+
+                await gate.WaitAsync(cancellationToken);
+                try
                 {
-                    await storage.DownloadFileAsync(file.Path, target, expected, cancellationToken);
-                    state.FileDone(file.Length, Source.Downloaded);
+                    var expected = new StoredObject(file.Path, file.Length, file.Checksum);
+                    var source = Source.Downloaded;
+                    if (Linkable(file) && storage is FileSystemCheckpointStorage files && await files.TryLinkFileAsync(file.Path, target, expected, cancellationToken))
+                    {
+                        source = Source.Linked;
+                    }
+                    else
+                    {
+                        await storage.DownloadFileAsync(file.Path, target, expected, cancellationToken);
+                    }
+
+                    if (owner)
+                    {
+                        offer!.Complete();
+                    }
+
+                    state.FileDone(file.Length, source);
                 }
-            }
-            finally
+                finally
+                {
+                    gate.Release();
+                }
+            }));
+        }
+        finally
+        {
+            // From here on the caller may move or delete the files: restores still waiting on them link them first,
+            // later ones fetch them themselves.
+            if (shared is not null)
             {
-                gate.Release();
+                await shared.WithdrawAsync(owned);
             }
-        }));
+        }
+
         return state.Finish();
     }
 

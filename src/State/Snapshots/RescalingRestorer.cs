@@ -52,6 +52,22 @@ public static class RescalingRestorer
     /// <returns>The final progress. When it returns, no RocksDB handle on <paramref name="targetDirectory"/> is open.</returns>
     /// <exception cref="ArgumentException">When the handles are empty, do not overlap the target, overlap each other or leave key groups of the target uncovered.</exception>
     /// <exception cref="CheckpointStorageException">When a file is missing or corrupt in storage.</exception>
+    public static Task<RestoreProgress> RestoreAsync(
+        IReadOnlyList<KeyedStateHandle> handles,
+        KeyGroupRange target,
+        long checkpointId,
+        ICheckpointStorage storage,
+        string targetDirectory,
+        string scratchDirectory,
+        RocksDbResources resources,
+        IProgress<RestoreProgress>? progress,
+        CancellationToken cancellationToken) =>
+        RestoreAsync(handles, target, checkpointId, storage, targetDirectory, scratchDirectory, resources, progress, shared: null, cancellationToken);
+
+    /// <summary>
+    /// <see cref="RestoreAsync(IReadOnlyList{KeyedStateHandle}, KeyGroupRange, long, ICheckpointStorage, string, string, RocksDbResources, IProgress{RestoreProgress}?, CancellationToken)"/>,
+    /// sharing SST downloads with the other restores of the silo through <paramref name="shared"/>.
+    /// </summary>
     public static async Task<RestoreProgress> RestoreAsync(
         IReadOnlyList<KeyedStateHandle> handles,
         KeyGroupRange target,
@@ -61,6 +77,7 @@ public static class RescalingRestorer
         string scratchDirectory,
         RocksDbResources resources,
         IProgress<RestoreProgress>? progress,
+        SharedRestoreDownloads? shared,
         CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(handles);
@@ -76,7 +93,7 @@ public static class RescalingRestorer
 
         if (Importable(handles))
         {
-            return await ImportAsync(handles, target, checkpointId, storage, targetDirectory, scratchDirectory, resources, progress, cancellationToken);
+            return await ImportAsync(handles, target, checkpointId, storage, targetDirectory, scratchDirectory, resources, progress, shared, cancellationToken);
         }
 
         var baseIndex = 0;
@@ -138,11 +155,24 @@ public static class RescalingRestorer
     }
 
     /// <summary>
-    /// Whether every SST of every handle records where it sat in its instance (snapshots taken since that is recorded),
-    /// none in the default column family (which keyed state never writes and an import cannot create).
+    /// Whether the handles' SSTs can be imported side by side: every SST records where it sat in its instance
+    /// (snapshots taken since that is recorded), none is in the default column family (which keyed state never writes
+    /// and an import cannot create), and none reaches beyond its own handle's key groups.
     /// </summary>
+    /// <remarks>
+    /// The last condition is what makes one import of several instances' files valid: their key ranges are then
+    /// disjoint. An instance that was itself restored by a rescale holds, until its compactions have rewritten them, the
+    /// files that straddled its bounds (with keys of key groups it does not own) and the range deletions that hide
+    /// those keys, which span everything outside its key groups. Imported next to another instance's files, those
+    /// deletions (whose sequence numbers mean nothing against the other instance's) could hide that instance's keys,
+    /// and the stale keys could shadow them. Such handles take the reopen path, where each instance is read through its
+    /// own deletions.
+    /// </remarks>
     private static bool Importable(IReadOnlyList<KeyedStateHandle> handles) =>
-        handles.All(static h => h.Files.All(static f => !IsSst(f) || f.Sst is { } sst && sst.ColumnFamily != RocksDbSharp.ColumnFamilies.DefaultName));
+        handles.All(static h => h.Files.All(f => !IsSst(f) || f.Sst is { } sst
+            && sst.ColumnFamily != RocksDbSharp.ColumnFamilies.DefaultName
+            && h.KeyGroups.Contains(sst.KeyGroups.Start)
+            && h.KeyGroups.Contains(sst.KeyGroups.End)));
 
     private static bool IsSst(StateFile file) => file.Name.EndsWith(".sst", StringComparison.Ordinal);
 
@@ -163,6 +193,7 @@ public static class RescalingRestorer
         string scratchDirectory,
         RocksDbResources resources,
         IProgress<RestoreProgress>? progress,
+        SharedRestoreDownloads? shared,
         CancellationToken cancellationToken)
     {
         var needed = handles
@@ -174,7 +205,7 @@ public static class RescalingRestorer
         using var failed = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var downloads = needed
             .Select((h, i) => CancelOthersOnFailureAsync(
-                KeyedStateRestorer.RestoreAsync(h, checkpointId, storage, Path.Combine(scratch, i.ToString(CultureInfo.InvariantCulture)), localCopy: null, combined.Part(i), failed.Token),
+                KeyedStateRestorer.RestoreAsync(h, checkpointId, storage, Path.Combine(scratch, i.ToString(CultureInfo.InvariantCulture)), localCopy: null, combined.Part(i), shared, failed.Token),
                 failed))
             .ToArray();
         try

@@ -102,6 +102,39 @@ public sealed class RescalingRestorerTests : IDisposable
     }
 
     [Fact]
+    public async Task A_snapshot_of_rescaled_instances_rescales_again_to_exactly_the_state()
+    {
+        var (handles, model) = await SnapshotAsync(parallelism: 2, seed: 21);
+
+        // 2 → 3, then a checkpoint of the three new instances as they are after the restore.
+        var middle = new List<KeyedStateHandle>();
+        for (var subtask = 0; subtask < 3; subtask++)
+        {
+            var range = KeyGroups.ComputeKeyGroupRangeForOperatorIndex(MaxParallelism, 3, subtask);
+            var directory = _directory.Sub($"middle-{subtask}");
+            await RescalingRestorer.RestoreAsync(handles.Where(h => !h.KeyGroups.Intersect(range).IsEmpty).ToList(), range, 2, _storage, directory, Scratch, _resources, progress: null, CancellationToken.None);
+            using var backend = OpenBackend(directory, range);
+            var snapshotter = new IncrementalSnapshotter(backend, _storage, new SnapshotOwner("job-1", "middle", subtask, range), _directory.Sub($"middle-{subtask}-local"), restored: null, keepLocalCopies: false);
+            middle.Add((await snapshotter.UploadAsync(snapshotter.TakeLocalSnapshot(3), CancellationToken.None)).Handle);
+        }
+
+        // The clips left files reaching beyond their subtask's key groups: the range deletions, and the keys they hide.
+        Assert.Contains(middle, static h => h.Files.Any(f => f.Sst is { } sst && !(h.KeyGroups.Contains(sst.KeyGroups.Start) && h.KeyGroups.Contains(sst.KeyGroups.End))));
+
+        foreach (var parallelism in new[] { 2, 1, 4 })
+        {
+            for (var subtask = 0; subtask < parallelism; subtask++)
+            {
+                var range = KeyGroups.ComputeKeyGroupRangeForOperatorIndex(MaxParallelism, parallelism, subtask);
+                var target = _directory.Sub($"again-{parallelism}-{subtask}");
+                await RescalingRestorer.RestoreAsync(middle.Where(h => !h.KeyGroups.Intersect(range).IsEmpty).ToList(), range, 3, _storage, target, Scratch, _resources, progress: null, CancellationToken.None);
+                AssertRawContent(target, range, model);
+                AssertState(target, range, model);
+            }
+        }
+    }
+
+    [Fact]
     public async Task Snapshots_record_the_column_family_level_key_groups_and_sequence_numbers_of_every_sst()
     {
         var (handles, _) = await SnapshotAsync(parallelism: 2, seed: 8);
@@ -200,6 +233,37 @@ public sealed class RescalingRestorerTests : IDisposable
 
         AssertRawContent(target, lower, model);
         AssertState(target, lower, model);
+    }
+
+    [Fact]
+    public async Task Two_restores_of_one_silo_that_split_an_old_subtask_download_each_sst_they_share_once()
+    {
+        var (handles, model) = await SnapshotAsync(parallelism: 1, seed: 12);
+        var storage = new HeldDownloads(_storage);
+        var shared = new SharedRestoreDownloads();
+        var ranges = Enumerable.Range(0, 2).Select(static i => KeyGroups.ComputeKeyGroupRangeForOperatorIndex(MaxParallelism, 2, i)).ToArray();
+        var targets = ranges.Select(r => _directory.Sub($"split-{r.Start}")).ToArray();
+
+        // Downloads are held until both restores have claimed their files (which they do before their first await), so
+        // that the second finds the first one's downloads under way whatever the thread pool does.
+        var restores = ranges.Select((r, i) => RescalingRestorer.RestoreAsync(handles, r, 2, storage, targets[i], Scratch, _resources, progress: null, shared, CancellationToken.None)).ToArray();
+        storage.Release();
+        var results = await Task.WhenAll(restores);
+
+        var needed = ranges.Select(r => Needed(handles, r)).ToArray();
+        var inBoth = needed[0].Select(static f => f.Path).Intersect(needed[1].Select(static f => f.Path)).ToHashSet();
+        Assert.NotEmpty(inBoth);
+        Assert.All(storage.Downloaded.GroupBy(static p => p), static g => Assert.Single(g));
+        Assert.Equal(needed[0].Concat(needed[1]).DistinctBy(static f => f.Path).Sum(static f => f.Length), results.Sum(static r => r.BytesDownloaded));
+        Assert.Equal(needed[0].Where(f => inBoth.Contains(f.Path)).Sum(static f => f.Length), results.Sum(static r => r.BytesLinked));
+        Assert.Equal(0, shared.Offered);
+        for (var i = 0; i < ranges.Length; i++)
+        {
+            AssertRawContent(targets[i], ranges[i], model);
+            AssertState(targets[i], ranges[i], model);
+        }
+
+        AssertScratchIsEmpty();
     }
 
     [Fact]
@@ -575,6 +639,24 @@ public sealed class RescalingRestorerTests : IDisposable
             + Maps.Where(m => range.Contains(KeyGroupOf(m.Key))).Sum(static m => m.Value.Count)
             + Lists.Keys.Count(k => range.Contains(KeyGroupOf(k)))
             + Timers.Count(t => range.Contains(KeyGroupOf(t.Key)));
+    }
+
+    /// <summary>Storage whose downloads wait until <see cref="Release"/>, and which records every path it downloads.</summary>
+    private sealed class HeldDownloads(ICheckpointStorage inner) : DelegatingCheckpointStorage(inner)
+    {
+        private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private readonly System.Collections.Concurrent.ConcurrentQueue<string> _downloaded = new();
+
+        public IReadOnlyCollection<string> Downloaded => _downloaded;
+
+        public void Release() => _released.TrySetResult();
+
+        public override async Task DownloadFileAsync(string path, string localPath, StoredObject? expected, CancellationToken cancellationToken)
+        {
+            _downloaded.Enqueue(path);
+            await _released.Task.WaitAsync(cancellationToken);
+            await base.DownloadFileAsync(path, localPath, expected, cancellationToken);
+        }
     }
 
     private sealed class RecordingProgress : IProgress<RestoreProgress>

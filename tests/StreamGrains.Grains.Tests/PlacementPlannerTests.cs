@@ -1,0 +1,60 @@
+using System.Net;
+using StreamGrains.Grains.Placement;
+
+namespace StreamGrains.Grains.Tests;
+
+public sealed class PlacementPlannerTests
+{
+    private static readonly SiloAddress[] Silos = [Silo(1), Silo(2), Silo(3)];
+
+    [Fact]
+    public void Each_chain_is_placed_in_contiguous_blocks_so_neighbouring_key_groups_share_a_silo()
+    {
+        var placement = PlacementPlanner.Assign(Silos[..2], [4, 4]);
+
+        Assert.Equal([Silos[0], Silos[0], Silos[1], Silos[1], Silos[0], Silos[0], Silos[1], Silos[1]], placement);
+    }
+
+    [Theory]
+    [InlineData(new[] { 5 }, 3)]
+    [InlineData(new[] { 7, 2, 1, 1, 1 }, 3)]
+    [InlineData(new[] { 1, 1, 1 }, 3)]
+    [InlineData(new[] { 8, 3 }, 2)]
+    public void Every_silo_gets_the_floor_or_ceiling_of_its_share_of_each_chain(int[] chains, int siloCount)
+    {
+        var silos = Silos[..siloCount];
+        var placement = PlacementPlanner.Assign(silos.Reverse().ToArray(), chains);
+
+        var offset = 0;
+        foreach (var parallelism in chains)
+        {
+            var chain = placement.Skip(offset).Take(parallelism).ToArray();
+            foreach (var silo in silos)
+            {
+                Assert.InRange(chain.Count(s => s == silo), parallelism / siloCount, (parallelism + siloCount - 1) / siloCount);
+            }
+
+            // Contiguous: once the chain leaves a silo it does not come back to it.
+            Assert.Equal(chain.Distinct().Count(), chain.Zip(chain.Skip(1)).Count(static p => p.First != p.Second) + 1);
+            offset += parallelism;
+        }
+
+        // Chains of one subtask each start one silo further on, so they do not pile up on the first silo.
+        if (chains.All(static p => p == 1))
+        {
+            Assert.Equal(chains.Length, placement.Distinct().Count());
+        }
+    }
+
+    [Fact]
+    public void A_subtask_keeps_its_previous_silo_while_that_silo_is_active()
+    {
+        var gone = Silo(9);
+
+        var placement = PlacementPlanner.Assign(Silos[..2], [4], [Silos[1], gone, null, Silos[0]]);
+
+        Assert.Equal([Silos[1], Silos[0], Silos[1], Silos[0]], placement);
+    }
+
+    private static SiloAddress Silo(int port) => SiloAddress.New(new IPEndPoint(IPAddress.Loopback, 11000 + port), 1);
+}
