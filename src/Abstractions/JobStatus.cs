@@ -177,8 +177,8 @@ public sealed record RestoreProgress
     [Id(6)] public bool Completed { get; init; }
 
     /// <summary>
-    /// Bytes taken from filesystem checkpoint storage by hard link instead of a download (read once to verify their
-    /// checksums, never copied).
+    /// Bytes hard-linked instead of downloaded: from filesystem checkpoint storage (read once to verify their
+    /// checksums, never copied), or from the verified download of another restore running in the same silo.
     /// </summary>
     [Id(7)] public long BytesLinked { get; init; }
 
@@ -195,7 +195,7 @@ public sealed record RestoreProgress
     [Id(11)] public DateTimeOffset? FilesRestoredAt { get; init; }
 
     /// <inheritdoc />
-    public override string ToString() => $"checkpoint {CheckpointId}: {FilesDone}/{FilesTotal} files, {BytesDone}/{BytesTotal} bytes ({BytesDownloaded} downloaded, {BytesLinked} linked from storage){(ChangelogSegmentsTotal > 0 ? $", changelog {ChangelogSegmentsDone}/{ChangelogSegmentsTotal} segments" : string.Empty)}{(Completed ? ", done" : string.Empty)}";
+    public override string ToString() => $"checkpoint {CheckpointId}: {FilesDone}/{FilesTotal} files, {BytesDone}/{BytesTotal} bytes ({BytesDownloaded} downloaded, {BytesLinked} linked){(ChangelogSegmentsTotal > 0 ? $", changelog {ChangelogSegmentsDone}/{ChangelogSegmentsTotal} segments" : string.Empty)}{(Completed ? ", done" : string.Empty)}";
 }
 
 /// <summary>A snapshot of a job's status.</summary>

@@ -42,8 +42,8 @@ internal static class PlacementPlanner
 {
     /// <summary>
     /// Assigns the subtasks (in plan order: chain by chain, index by index) to the silos sorted by address, each chain
-    /// in contiguous blocks: subtask <c>j</c> of a chain of parallelism <c>p</c> goes to block <c>⌊j·s/p⌋</c> of the
-    /// <c>s</c> silos, so every silo gets ⌊p/s⌋ or ⌈p/s⌉ of each chain's subtasks, and subtasks of neighbouring key-group
+    /// in contiguous blocks: subtask <c>j</c> of a chain of parallelism <c>p &gt; s</c> goes to block <c>⌊j·s/p⌋</c> of
+    /// the <c>s</c> silos (with <c>p ≤ s</c>, to silo <c>j</c>), so every silo gets ⌊p/s⌋ or ⌈p/s⌉ of each chain's subtasks, and subtasks of neighbouring key-group
     /// ranges share a silo. That is what a rescale from <c>p</c> to <c>2p</c> wants: the two new subtasks that split an
     /// old subtask's key groups need the same SSTs, and on one silo they download them once
     /// (<see cref="State.Snapshots.SharedRestoreDownloads"/>). The blocks of each chain start one silo further on per
@@ -65,7 +65,8 @@ internal static class PlacementPlanner
             var first = i;
             for (var j = 0; j < parallelism; j++, i++)
             {
-                var block = (int)((long)j * silos.Length / parallelism);
+                // With no more subtasks than silos, consecutive silos: blocks of one would skip silos.
+                var block = parallelism <= silos.Length ? j : (int)((long)j * silos.Length / parallelism);
                 assignment[i] = previous is not null && i < previous.Count && previous[i] is { } before && silos.Contains(before)
                     ? before
                     : silos[(first + block) % silos.Length];

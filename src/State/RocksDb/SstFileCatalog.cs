@@ -10,23 +10,23 @@ public static class SstFileCatalog
     /// <summary>
     /// The SST files of the closed instance (a RocksDB checkpoint) in <paramref name="directory"/>, by file name, as its
     /// MANIFEST lists them. The instance is opened read-only without opening its tables, so this reads the MANIFEST only.
-    /// Empty when RocksDB cannot open the directory read-only: the snapshot is then written without SST places, which
-    /// costs a later rescale its fast path but not the snapshot.
+    /// Empty when RocksDB cannot list or open the directory read-only: the snapshot is then written without SST places
+    /// (the upload itself reports a directory that is not a checkpoint), which costs a later rescale its fast path but
+    /// not the snapshot.
     /// </summary>
-    /// <exception cref="InvalidDataException">When the directory holds no RocksDB instance.</exception>
     public static IReadOnlyDictionary<string, SstFileInfo> Read(string directory)
     {
         // Tables are opened lazily when max_open_files is bounded.
         var options = new DbOptions().SetMaxOpenFiles(64).SetInfoLogLevel(InfoLogLevel.Fatal).SetKeepLogFileNum(1);
         var columnFamilyOptions = new ColumnFamilyOptions();
-        var names = KeyGroupRangeOperations.ListColumnFamilies(options, directory);
         IReadOnlyList<LiveSstFile> files;
         try
         {
+            var names = KeyGroupRangeOperations.ListColumnFamilies(options, directory);
             using var db = KeyGroupRangeOperations.Open(options, columnFamilyOptions, directory, names, readOnly: true);
             files = NativeExtensions.LiveFiles(db);
         }
-        catch (RocksDbException)
+        catch (Exception ex) when (ex is RocksDbException or InvalidDataException)
         {
             return new Dictionary<string, SstFileInfo>();
         }

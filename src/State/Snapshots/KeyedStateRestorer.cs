@@ -96,13 +96,23 @@ public static class KeyedStateRestorer
                 {
                     var expected = new StoredObject(file.Path, file.Length, file.Checksum);
                     var source = Source.Downloaded;
-                    if (Linkable(file) && storage is FileSystemCheckpointStorage files && await files.TryLinkFileAsync(file.Path, target, expected, cancellationToken))
+                    try
                     {
-                        source = Source.Linked;
+                        if (Linkable(file) && storage is FileSystemCheckpointStorage files && await files.TryLinkFileAsync(file.Path, target, expected, cancellationToken))
+                        {
+                            source = Source.Linked;
+                        }
+                        else
+                        {
+                            await storage.DownloadFileAsync(file.Path, target, expected, cancellationToken);
+                        }
                     }
-                    else
+                    catch when (owner)
                     {
-                        await storage.DownloadFileAsync(file.Path, target, expected, cancellationToken);
+                        // Wake the restores waiting for this file now, not when this restore ends: this restore may itself
+                        // be waiting for a file one of them owns.
+                        offer!.Fail();
+                        throw;
                     }
 
                     if (owner)

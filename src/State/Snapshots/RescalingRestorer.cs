@@ -109,14 +109,14 @@ public static class RescalingRestorer
         var createdScratchRoot = !Directory.Exists(scratchDirectory);
         var scratch = Path.Combine(scratchDirectory, $"rescale-{Guid.NewGuid():N}");
         using var failed = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        var baseRestore = KeyedStateRestorer.RestoreAsync(handles[baseIndex], checkpointId, storage, targetDirectory, localCopy: null, combined.Part(baseIndex), failed.Token);
+        var baseRestore = KeyedStateRestorer.RestoreAsync(handles[baseIndex], checkpointId, storage, targetDirectory, localCopy: null, combined.Part(baseIndex), shared, failed.Token);
         var exports = new List<Task<HandleExport>>(handles.Count - 1);
         for (var i = 0; i < handles.Count; i++)
         {
             if (i != baseIndex)
             {
                 var directory = Path.Combine(scratch, i.ToString(CultureInfo.InvariantCulture));
-                exports.Add(CancelOthersOnFailureAsync(RestoreAndExportAsync(handles[i], i, target, checkpointId, storage, directory, resources, combined, failed.Token), failed));
+                exports.Add(CancelOthersOnFailureAsync(RestoreAndExportAsync(handles[i], i, target, checkpointId, storage, directory, resources, combined, shared, failed.Token), failed));
             }
         }
 
@@ -313,10 +313,11 @@ public static class RescalingRestorer
         string directory,
         RocksDbResources resources,
         CombinedProgress progress,
+        SharedRestoreDownloads? shared,
         CancellationToken cancellationToken)
     {
         var restoredDirectory = Path.Combine(directory, "db");
-        var restored = await KeyedStateRestorer.RestoreAsync(handle, checkpointId, storage, restoredDirectory, localCopy: null, progress.Part(index), cancellationToken);
+        var restored = await KeyedStateRestorer.RestoreAsync(handle, checkpointId, storage, restoredDirectory, localCopy: null, progress.Part(index), shared, cancellationToken);
         var columnFamilies = await Task.Run(
             () =>
             {

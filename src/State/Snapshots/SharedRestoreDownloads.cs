@@ -103,6 +103,9 @@ public sealed class SharedRestoreDownloads
 
         public void Complete() => _downloaded.TrySetResult(true);
 
+        /// <summary>The owner's download failed: waiters fetch the file themselves.</summary>
+        public void Fail() => _downloaded.TrySetResult(false);
+
         /// <summary>Registers a waiter, unless the offer is closed.</summary>
         public bool TryJoin()
         {

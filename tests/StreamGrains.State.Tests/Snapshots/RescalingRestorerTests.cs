@@ -267,6 +267,28 @@ public sealed class RescalingRestorerTests : IDisposable
     }
 
     [Fact]
+    public async Task When_shared_downloads_fail_both_restores_fail_with_the_storage_error_and_leave_nothing_behind()
+    {
+        var (handles, _) = await SnapshotAsync(parallelism: 1, seed: 13);
+        var storage = new HeldDownloads(_storage, fail: true);
+        var shared = new SharedRestoreDownloads();
+        var ranges = Enumerable.Range(0, 2).Select(static i => KeyGroups.ComputeKeyGroupRangeForOperatorIndex(MaxParallelism, 2, i)).ToArray();
+        var targets = ranges.Select(r => _directory.Sub($"failed-{r.Start}")).ToArray();
+
+        var restores = ranges.Select((r, i) => RescalingRestorer.RestoreAsync(handles, r, 2, storage, targets[i], Scratch, _resources, progress: null, shared, CancellationToken.None)).ToArray();
+        storage.Release();
+
+        foreach (var restore in restores)
+        {
+            await Assert.ThrowsAsync<CheckpointObjectNotFoundException>(() => restore.WaitAsync(TimeSpan.FromMinutes(2)));
+        }
+
+        Assert.Equal(0, shared.Offered);
+        Assert.All(targets, static t => Assert.False(Directory.Exists(t)));
+        AssertScratchIsEmpty();
+    }
+
+    [Fact]
     public async Task Progress_covers_the_files_of_every_handle_and_completes_once()
     {
         var (handles, _) = await SnapshotAsync(parallelism: 2, seed: 3);
@@ -642,7 +664,7 @@ public sealed class RescalingRestorerTests : IDisposable
     }
 
     /// <summary>Storage whose downloads wait until <see cref="Release"/>, and which records every path it downloads.</summary>
-    private sealed class HeldDownloads(ICheckpointStorage inner) : DelegatingCheckpointStorage(inner)
+    private sealed class HeldDownloads(ICheckpointStorage inner, bool fail = false) : DelegatingCheckpointStorage(inner)
     {
         private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private readonly System.Collections.Concurrent.ConcurrentQueue<string> _downloaded = new();
@@ -655,6 +677,11 @@ public sealed class RescalingRestorerTests : IDisposable
         {
             _downloaded.Enqueue(path);
             await _released.Task.WaitAsync(cancellationToken);
+            if (fail)
+            {
+                throw new CheckpointObjectNotFoundException(path, Location);
+            }
+
             await base.DownloadFileAsync(path, localPath, expected, cancellationToken);
         }
     }
