@@ -51,8 +51,8 @@ recovery.SetAction((r, ct) => RecoveryBenchmark.RunAsync(
 root.Subcommands.Add(recovery);
 
 var savepointMode = new Option<string>("--mode") { Description = "Checkpoint mode of the job: incremental or changelog.", DefaultValueFactory = _ => "incremental" };
-var savepoint = new Command("savepoint", "Native savepoints of a large keyed state under updates vs a checkpoint and a raw copy of the full state, same run.") { stateMb, storage, valueBytes, updateRate, stateParallelism, silos, seed, rounds, every, savepointMode, materialization };
-savepoint.SetAction((r, ct) => SavepointBenchmark.RunAsync(new SavepointSettings(StateOf(r), r.GetValue(rounds), TimeSpan.FromSeconds(r.GetValue(every)), r.GetValue(savepointMode)!, TimeSpan.FromSeconds(r.GetValue(materialization))), ct));
+var savepoint = new Command("savepoint", "Native savepoints of a large keyed state under updates vs a checkpoint and a raw copy of the full state, same run.") { stateMb, storage, valueBytes, updateRate, stateParallelism, silos, seed, rounds, every, savepointMode, materialization, settle };
+savepoint.SetAction((r, ct) => SavepointBenchmark.RunAsync(new SavepointSettings(StateOf(r), r.GetValue(rounds), TimeSpan.FromSeconds(r.GetValue(every)), r.GetValue(savepointMode)!, TimeSpan.FromSeconds(r.GetValue(materialization)), TimeSpan.FromSeconds(r.GetValue(settle))), ct));
 root.Subcommands.Add(savepoint);
 
 var from = new Option<int>("--from") { Description = "Parallelism the savepoint is taken at.", DefaultValueFactory = _ => 2 };

@@ -2,7 +2,7 @@ using StreamGrains.Snapshots;
 
 namespace StreamGrains.Benchmarks.Checkpoints;
 
-internal sealed record SavepointSettings(StateSettings State, int Rounds, TimeSpan Every, string Mode = "incremental", TimeSpan? Materialization = null);
+internal sealed record SavepointSettings(StateSettings State, int Rounds, TimeSpan Every, string Mode = "incremental", TimeSpan? Materialization = null, TimeSpan Settle = default);
 
 /// <summary>
 /// Native savepoints of a job holding <c>--state-mb</c> of keyed state while keys keep being updated, against an
@@ -10,7 +10,9 @@ internal sealed record SavepointSettings(StateSettings State, int Rounds, TimeSp
 /// Rounds alternate checkpoint and savepoint with the same pause before each, so both see the same amount of change.
 /// With <c>--mode changelog</c> the job runs in changelog mode: its checkpoints seal the changelog tail, and a native
 /// savepoint copies the latest materialization and the segments after it; the raw copy baseline is then the latest
-/// materialization on local disk.
+/// materialization on local disk. With <c>--settle-s</c>, keys keep being updated that long after the first checkpoint
+/// before the rounds, so that the load's compactions have run out (their output is what an incremental snapshot
+/// uploads).
 /// </summary>
 internal static class SavepointBenchmark
 {
@@ -25,6 +27,8 @@ internal static class SavepointBenchmark
         var fields = settings.State.Fields("savepoint");
         fields["mode"] = settings.Mode;
         fields["every_s"] = settings.Every.TotalSeconds;
+        fields["settle_s"] = settings.Settle.TotalSeconds;
+        BenchChecks.Settle(settings.Settle);
         await using var environment = await BenchEnvironment.StartAsync(settings.State);
         var name = "savepoint-" + Guid.NewGuid().ToString("N")[..8];
         var jobId = await environment.LoadAsync(settings.State, name, spec => spec with
@@ -39,6 +43,11 @@ internal static class SavepointBenchmark
         });
         var first = await environment.CheckpointAsync(jobId);
         Report.Line(new Dictionary<string, object?>(fields) { ["phase"] = "first_checkpoint", ["checkpoint_s"] = Report.Round(first.Duration!.Value.TotalSeconds), ["full_size_bytes"] = first.FullSize });
+        if (settings.Settle > TimeSpan.Zero)
+        {
+            // Pacing, not synchronization: the job keeps updating keys at the configured rate meanwhile.
+            await Task.Delay(settings.Settle, cancellationToken);
+        }
 
         var checkpoints = new List<double>();
         var savepoints = new List<double>();
