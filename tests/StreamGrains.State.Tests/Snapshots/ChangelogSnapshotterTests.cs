@@ -148,6 +148,8 @@ public sealed class ChangelogSnapshotterTests : IDisposable
             changelog.Writer.Seal();
         }
 
+        // Segments upload in the background: wait for them before looking into storage.
+        await changelog.Writer.WaitForUploadsAsync(0, CancellationToken.None);
         var unpublished = await SegmentsInStorageAsync();
         Assert.True(unpublished.Count >= 4, $"{unpublished.Count} segments");
 
