@@ -28,6 +28,10 @@ public sealed record StateFile
     /// recorded, and for other files.
     /// </summary>
     [Id(5)] public SstFileInfo? Sst { get; init; }
+
+    /// <summary>Whether the file is an SST (by its name in the RocksDB directory).</summary>
+    [JsonIgnore]
+    public bool IsSst => Name.EndsWith(".sst", StringComparison.Ordinal);
 }
 
 /// <summary>Where an SST file sits in its RocksDB instance (docs/formats.md).</summary>

@@ -142,7 +142,7 @@ public static class KeyedStateRestorer
     }
 
     /// <summary>SSTs are never written after RocksDB created them, so they may share an inode with storage; other files are copied.</summary>
-    private static bool Linkable(StateFile file) => file.Name.EndsWith(".sst", StringComparison.Ordinal);
+    private static bool Linkable(StateFile file) => file.IsSst;
 
     private static bool HasAllFiles(string directory, KeyedStateHandle handle) =>
         Directory.Exists(directory) && handle.Files.All(f =>

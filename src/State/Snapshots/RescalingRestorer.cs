@@ -106,8 +106,7 @@ public static class RescalingRestorer
         }
 
         var combined = new CombinedProgress(checkpointId, handles, progress);
-        var createdScratchRoot = !Directory.Exists(scratchDirectory);
-        var scratch = Path.Combine(scratchDirectory, $"rescale-{Guid.NewGuid():N}");
+        var scratch = new Scratch(scratchDirectory);
         using var failed = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var baseRestore = KeyedStateRestorer.RestoreAsync(handles[baseIndex], checkpointId, storage, targetDirectory, localCopy: null, combined.Part(baseIndex), shared, failed.Token);
         var exports = new List<Task<HandleExport>>(handles.Count - 1);
@@ -115,8 +114,7 @@ public static class RescalingRestorer
         {
             if (i != baseIndex)
             {
-                var directory = Path.Combine(scratch, i.ToString(CultureInfo.InvariantCulture));
-                exports.Add(CancelOthersOnFailureAsync(RestoreAndExportAsync(handles[i], i, target, checkpointId, storage, directory, resources, combined, shared, failed.Token), failed));
+                exports.Add(CancelOthersOnFailureAsync(RestoreAndExportAsync(handles[i], i, target, checkpointId, storage, scratch.Of(i), resources, combined, shared, failed.Token), failed));
             }
         }
 
@@ -148,7 +146,7 @@ public static class RescalingRestorer
         }
         finally
         {
-            DeleteScratch(scratch, scratchDirectory, createdScratchRoot);
+            scratch.Delete();
         }
 
         return combined.Finish();
@@ -169,12 +167,10 @@ public static class RescalingRestorer
     /// own deletions.
     /// </remarks>
     private static bool Importable(IReadOnlyList<KeyedStateHandle> handles) =>
-        handles.All(static h => h.Files.All(f => !IsSst(f) || f.Sst is { } sst
+        handles.All(static h => h.Files.All(f => !f.IsSst || f.Sst is { } sst
             && sst.ColumnFamily != RocksDbSharp.ColumnFamilies.DefaultName
             && h.KeyGroups.Contains(sst.KeyGroups.Start)
             && h.KeyGroups.Contains(sst.KeyGroups.End)));
-
-    private static bool IsSst(StateFile file) => file.Name.EndsWith(".sst", StringComparison.Ordinal);
 
     /// <summary>
     /// The restore from SSTs that record their place: only the SSTs holding key groups of the target are fetched (from
@@ -197,15 +193,14 @@ public static class RescalingRestorer
         CancellationToken cancellationToken)
     {
         var needed = handles
-            .Select(h => h with { Files = h.Files.Where(f => IsSst(f) && !f.Sst!.KeyGroups.Intersect(target).IsEmpty).ToArray(), Changelog = null })
+            .Select(h => h with { Files = h.Files.Where(f => f.IsSst && !f.Sst!.KeyGroups.Intersect(target).IsEmpty).ToArray(), Changelog = null })
             .ToArray();
         var combined = new CombinedProgress(checkpointId, needed, progress);
-        var createdScratchRoot = !Directory.Exists(scratchDirectory);
-        var scratch = Path.Combine(scratchDirectory, $"rescale-{Guid.NewGuid():N}");
+        var scratch = new Scratch(scratchDirectory);
         using var failed = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var downloads = needed
             .Select((h, i) => CancelOthersOnFailureAsync(
-                KeyedStateRestorer.RestoreAsync(h, checkpointId, storage, Path.Combine(scratch, i.ToString(CultureInfo.InvariantCulture)), localCopy: null, combined.Part(i), shared, failed.Token),
+                KeyedStateRestorer.RestoreAsync(h, checkpointId, storage, scratch.Of(i), localCopy: null, combined.Part(i), shared, failed.Token),
                 failed))
             .ToArray();
         try
@@ -226,18 +221,18 @@ public static class RescalingRestorer
         }
         finally
         {
-            DeleteScratch(scratch, scratchDirectory, createdScratchRoot);
+            scratch.Delete();
         }
 
         return combined.Finish();
     }
 
-    private static void BuildByImport(KeyedStateHandle[] needed, string scratch, KeyGroupRange target, KeyGroupRange present, string targetDirectory, RocksDbResources resources)
+    private static void BuildByImport(KeyedStateHandle[] needed, Scratch scratch, KeyGroupRange target, KeyGroupRange present, string targetDirectory, RocksDbResources resources)
     {
         DeleteIfExists(targetDirectory);
         var dbOptions = resources.CreateDbOptions();
         var columnFamilyOptions = resources.CreateColumnFamilyOptions();
-        var files = needed.SelectMany((h, i) => h.Files.Select(f => (Directory: Path.Combine(scratch, i.ToString(CultureInfo.InvariantCulture)), File: f)));
+        var files = needed.SelectMany((h, i) => h.Files.Select(f => (Directory: scratch.Of(i), File: f)));
         var handles = new List<IntPtr>();
         using (var db = RocksDbSharp.RocksDb.Open(dbOptions, targetDirectory, new RocksDbSharp.ColumnFamilies(columnFamilyOptions)))
         {
@@ -282,12 +277,23 @@ public static class RescalingRestorer
         }
     }
 
-    private static void DeleteScratch(string scratch, string scratchDirectory, bool createdScratchRoot)
+    /// <summary>A directory of its own under the scratch directory, one subdirectory per handle.</summary>
+    private sealed class Scratch(string root)
     {
-        DeleteIfExists(scratch);
-        if (createdScratchRoot && Directory.Exists(scratchDirectory) && !Directory.EnumerateFileSystemEntries(scratchDirectory).Any())
+        private readonly bool _createdRoot = !Directory.Exists(root);
+        private readonly string _path = Path.Combine(root, $"rescale-{Guid.NewGuid():N}");
+
+        /// <summary>The directory for handle <paramref name="index"/>.</summary>
+        public string Of(int index) => Path.Combine(_path, index.ToString(CultureInfo.InvariantCulture));
+
+        /// <summary>Deletes what this restore created, and the scratch directory itself when it created it and left it empty.</summary>
+        public void Delete()
         {
-            Directory.Delete(scratchDirectory);
+            DeleteIfExists(_path);
+            if (_createdRoot && Directory.Exists(root) && !Directory.EnumerateFileSystemEntries(root).Any())
+            {
+                Directory.Delete(root);
+            }
         }
     }
 
