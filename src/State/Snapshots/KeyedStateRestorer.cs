@@ -161,17 +161,16 @@ public static class KeyedStateRestorer
 
         public void FileDone(long length, Source source)
         {
-            RestoreProgress snapshot;
+            // Reported under the lock, so that the sink receives the counts in the order they grew: files finishing at
+            // once would otherwise report out of order, and a combining sink drops a report older than one it has.
             lock (_lock)
             {
                 _filesDone++;
                 _bytesDone += length;
                 _downloaded += source == Source.Downloaded ? length : 0;
                 _linked += source == Source.Linked ? length : 0;
-                snapshot = Current(completed: false);
+                sink?.Report(Current(completed: false));
             }
-
-            sink?.Report(snapshot);
         }
 
         public RestoreProgress Finish()
