@@ -38,8 +38,10 @@ var materialization = new Option<double>("--materialization-s") { Description = 
 var checkpoints = new Option<int>("--checkpoints") { Description = "Measured checkpoints after the first (full) one.", DefaultValueFactory = _ => 10 };
 var every = new Option<double>("--every-s") { Description = "Seconds between checkpoints (recovery: between the changelog job's two checkpoints).", DefaultValueFactory = _ => 5 };
 var settle = new Option<double>("--settle-s") { Description = "Seconds of updates between the first (full) checkpoint and the measured ones, so the load's compactions do not land in them.", DefaultValueFactory = _ => 0 };
-var checkpoint = new Command("checkpoint", "Checkpoints of a large keyed state under updates: incremental vs a raw copy of the full state to the same storage, or changelog vs incremental.") { mode, materialization, stateMb, storage, valueBytes, updateRate, stateParallelism, silos, seed, checkpoints, every, settle };
-checkpoint.SetAction((r, ct) => CheckpointBenchmark.RunAsync(new CheckpointSettings(StateOf(r), r.GetValue(mode)!, r.GetValue(checkpoints), TimeSpan.FromSeconds(r.GetValue(every)), TimeSpan.FromSeconds(r.GetValue(materialization)), TimeSpan.FromSeconds(r.GetValue(settle))), ct));
+var eager = new Option<double>("--eager-upload-s") { Description = "Incremental mode: seconds between looks for new SST files to upload ahead of the checkpoints (CheckpointSettings.EagerUploadInterval); 0 turns eager uploads off.", DefaultValueFactory = _ => 1 };
+TimeSpan? EagerOf(ParseResult r) => r.GetValue(eager) > 0 ? TimeSpan.FromSeconds(r.GetValue(eager)) : null;
+var checkpoint = new Command("checkpoint", "Checkpoints of a large keyed state under updates: incremental vs a raw copy of the full state to the same storage, or changelog vs incremental.") { mode, materialization, stateMb, storage, valueBytes, updateRate, stateParallelism, silos, seed, checkpoints, every, settle, eager };
+checkpoint.SetAction((r, ct) => CheckpointBenchmark.RunAsync(new CheckpointSettings(StateOf(r), r.GetValue(mode)!, r.GetValue(checkpoints), TimeSpan.FromSeconds(r.GetValue(every)), TimeSpan.FromSeconds(r.GetValue(materialization)), TimeSpan.FromSeconds(r.GetValue(settle)), EagerOf(r)), ct));
 root.Subcommands.Add(checkpoint);
 
 var rounds = new Option<int>("--rounds") { Description = "Measured rounds; the summary reports medians (recovery --mode changelog: rounds of both modes, in alternating order).", DefaultValueFactory = _ => 3 };
@@ -51,8 +53,8 @@ recovery.SetAction((r, ct) => RecoveryBenchmark.RunAsync(
 root.Subcommands.Add(recovery);
 
 var savepointMode = new Option<string>("--mode") { Description = "Checkpoint mode of the job: incremental or changelog.", DefaultValueFactory = _ => "incremental" };
-var savepoint = new Command("savepoint", "Native savepoints of a large keyed state under updates vs a checkpoint and a raw copy of the full state, same run.") { stateMb, storage, valueBytes, updateRate, stateParallelism, silos, seed, rounds, every, savepointMode, materialization, settle };
-savepoint.SetAction((r, ct) => SavepointBenchmark.RunAsync(new SavepointSettings(StateOf(r), r.GetValue(rounds), TimeSpan.FromSeconds(r.GetValue(every)), r.GetValue(savepointMode)!, TimeSpan.FromSeconds(r.GetValue(materialization)), TimeSpan.FromSeconds(r.GetValue(settle))), ct));
+var savepoint = new Command("savepoint", "Native savepoints of a large keyed state under updates vs a checkpoint and a raw copy of the full state, same run.") { stateMb, storage, valueBytes, updateRate, stateParallelism, silos, seed, rounds, every, savepointMode, materialization, settle, eager };
+savepoint.SetAction((r, ct) => SavepointBenchmark.RunAsync(new SavepointSettings(StateOf(r), r.GetValue(rounds), TimeSpan.FromSeconds(r.GetValue(every)), r.GetValue(savepointMode)!, TimeSpan.FromSeconds(r.GetValue(materialization)), TimeSpan.FromSeconds(r.GetValue(settle)), EagerOf(r)), ct));
 root.Subcommands.Add(savepoint);
 
 var from = new Option<int>("--from") { Description = "Parallelism the savepoint is taken at.", DefaultValueFactory = _ => 2 };

@@ -40,6 +40,14 @@ public sealed record CheckpointSettings
     /// <summary>Changelog mode: a segment with changes is sealed and uploaded after this time at most. Default 1 s.</summary>
     [Id(10)] public TimeSpan ChangelogSegmentInterval { get; init; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>
+    /// Incremental mode: SST files that RocksDB's compactions write are uploaded in the background as they appear (level
+    /// 1 and below), so a checkpoint uploads little more than its own memtable flush; this is how often a subtask looks
+    /// for new files when it has nothing to upload. Null: files are uploaded only by the checkpoints that need them, at
+    /// the price of checkpoints whose duration follows the compactions. Default 1 s.
+    /// </summary>
+    [Id(11)] public TimeSpan? EagerUploadInterval { get; init; } = TimeSpan.FromSeconds(1);
+
     /// <summary>Whether checkpointing is on.</summary>
     public bool Enabled => Interval is not null;
 
@@ -84,6 +92,11 @@ public sealed record CheckpointSettings
         if (ChangelogSegmentBytes < 4096 || ChangelogSegmentBytes > 256 << 20)
         {
             yield return $"Checkpointing.ChangelogSegmentBytes must be between 4 KiB and 256 MiB, was {ChangelogSegmentBytes}.";
+        }
+
+        if (EagerUploadInterval is { } eager && (eager < TimeSpan.FromMilliseconds(10) || eager > TimeSpan.FromMinutes(10)))
+        {
+            yield return $"Checkpointing.EagerUploadInterval must be between 10 ms and 10 minutes, was {eager}.";
         }
 
         if (ChangelogSegmentInterval < TimeSpan.FromMilliseconds(10) || ChangelogSegmentInterval > TimeSpan.FromMinutes(10))

@@ -2,7 +2,7 @@ using StreamGrains.Snapshots;
 
 namespace StreamGrains.Benchmarks.Checkpoints;
 
-internal sealed record CheckpointSettings(StateSettings State, string Mode, int Checkpoints, TimeSpan Every, TimeSpan Materialization, TimeSpan Settle = default);
+internal sealed record CheckpointSettings(StateSettings State, string Mode, int Checkpoints, TimeSpan Every, TimeSpan Materialization, TimeSpan Settle = default, TimeSpan? EagerUpload = null);
 
 /// <summary>
 /// Checkpoints of a job holding <c>--state-mb</c> of keyed state while keys keep being updated. <c>--mode incremental</c>
@@ -24,6 +24,7 @@ internal static class CheckpointBenchmark
         fields["mode"] = settings.Mode;
         fields["checkpoint_every_s"] = settings.Every.TotalSeconds;
         fields["settle_s"] = settings.Settle.TotalSeconds;
+        fields["eager_upload_s"] = settings.EagerUpload?.TotalSeconds ?? 0;
         switch (settings.Mode)
         {
             case "incremental":
@@ -117,7 +118,7 @@ internal static class CheckpointBenchmark
         }
         await using var environment = await BenchEnvironment.StartAsync(settings.State);
         var name = "checkpoint-" + Guid.NewGuid().ToString("N")[..8];
-        var checkpointing = new StreamGrains.CheckpointSettings { Interval = TimeSpan.FromDays(1), Timeout = TimeSpan.FromMinutes(20), Mode = mode };
+        var checkpointing = new StreamGrains.CheckpointSettings { Interval = TimeSpan.FromDays(1), Timeout = TimeSpan.FromMinutes(20), Mode = mode, EagerUploadInterval = settings.EagerUpload };
         if (changelog)
         {
             checkpointing = checkpointing with { MaterializationInterval = settings.Materialization };

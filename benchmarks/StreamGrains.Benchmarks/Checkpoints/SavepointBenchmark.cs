@@ -2,7 +2,7 @@ using StreamGrains.Snapshots;
 
 namespace StreamGrains.Benchmarks.Checkpoints;
 
-internal sealed record SavepointSettings(StateSettings State, int Rounds, TimeSpan Every, string Mode = "incremental", TimeSpan? Materialization = null, TimeSpan Settle = default);
+internal sealed record SavepointSettings(StateSettings State, int Rounds, TimeSpan Every, string Mode = "incremental", TimeSpan? Materialization = null, TimeSpan Settle = default, TimeSpan? EagerUpload = null);
 
 /// <summary>
 /// Native savepoints of a job holding <c>--state-mb</c> of keyed state while keys keep being updated, against an
@@ -28,6 +28,7 @@ internal static class SavepointBenchmark
         fields["mode"] = settings.Mode;
         fields["every_s"] = settings.Every.TotalSeconds;
         fields["settle_s"] = settings.Settle.TotalSeconds;
+        fields["eager_upload_s"] = settings.EagerUpload?.TotalSeconds ?? 0;
         BenchChecks.Settle(settings.Settle);
         await using var environment = await BenchEnvironment.StartAsync(settings.State);
         var name = "savepoint-" + Guid.NewGuid().ToString("N")[..8];
@@ -39,6 +40,7 @@ internal static class SavepointBenchmark
                 Timeout = TimeSpan.FromMinutes(20),
                 Mode = changelog ? CheckpointMode.Changelog : CheckpointMode.Incremental,
                 MaterializationInterval = settings.Materialization ?? TimeSpan.FromMinutes(3),
+                EagerUploadInterval = settings.EagerUpload,
             },
         });
         var first = await environment.CheckpointAsync(jobId);
@@ -49,6 +51,7 @@ internal static class SavepointBenchmark
             await Task.Delay(settings.Settle, cancellationToken);
         }
 
+        using var traffic = new StorageTraffic();
         var checkpoints = new List<double>();
         var savepoints = new List<double>();
         var latest = first.CheckpointId;
@@ -76,6 +79,9 @@ internal static class SavepointBenchmark
             });
         }
 
+        // Everything the rounds wrote to storage: the snapshots' own uploads plus, with eager uploads, what was uploaded
+        // ahead of them (including files compacted away before any snapshot took them).
+        var roundsWritten = traffic.Now.Written;
         var files = changelog ? environment.LocalMaterializedFiles(jobId) : environment.LocalStateFiles(jobId, latest);
         var rawBytes = files.Sum(static f => new FileInfo(f).Length);
         var rawCopy = await environment.RawUploadAsync(files, environment.Cluster.RootDirectory, BenchEnvironment.TransfersPerSubtask * settings.State.Parallelism);
@@ -94,6 +100,7 @@ internal static class SavepointBenchmark
             ["savepoint_over_checkpoint"] = Report.Round(savepointS / checkpointS),
             ["savepoint_over_raw_copy"] = Report.Round(savepointS / rawCopy),
             ["max_savepoint_s"] = Report.Round(savepoints.Max()),
+            ["rounds_storage_written_mb"] = Report.Round(roundsWritten / 1e6),
             ["peak_working_set_mb"] = Report.PeakWorkingSetMb(),
         });
         return 0;

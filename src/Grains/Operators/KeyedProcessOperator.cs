@@ -13,6 +13,7 @@ using StreamGrains.State.Snapshots;
 namespace StreamGrains.Grains.Operators;
 
 /// <summary>Runs a <see cref="KeyedProcessFunction{TKey, TIn, TOut}"/> with RocksDB keyed state and processing-time timers.</summary>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "An operator's end of life is CloseAsync, which disposes the snapshotter before the state.")]
 internal sealed class KeyedProcessOperator<TKey, TIn, TOut>(KeyedProcessNode<TKey, TIn, TOut> node, IRecordInput<TOut> next)
     : ChainOperator(node.EffectiveUid), IRecordInput<TIn>, IKeyedProcessContext<TKey>, ITimerService, ICollector<TOut>, IKeyedRuntimeContext
     where TKey : notnull
@@ -126,7 +127,8 @@ internal sealed class KeyedProcessOperator<TKey, TIn, TOut>(KeyedProcessNode<TKe
             }
             else
             {
-                _snapshotter = new IncrementalSnapshotter(_backend, checkpointStorage, owner, localRoot, owned, checkpointing.LocalRecovery);
+                var eager = checkpointing.EagerUploadInterval is { } interval ? new EagerUploadOptions(interval, context.OperatorDirectory(Uid + ".eager"), context.Stopping) : null;
+                _snapshotter = new IncrementalSnapshotter(_backend, checkpointStorage, owner, localRoot, owned, checkpointing.LocalRecovery, eager: eager);
             }
         }
 
@@ -316,7 +318,7 @@ internal sealed class KeyedProcessOperator<TKey, TIn, TOut>(KeyedProcessNode<TKe
 
     public IReducingState<T> GetReducingState<T>(ReducingStateDescriptor<T> descriptor) => Backend.GetReducingState(descriptor);
 
-    public override ValueTask CloseAsync()
+    public override async ValueTask CloseAsync()
     {
         try
         {
@@ -327,11 +329,27 @@ internal sealed class KeyedProcessOperator<TKey, TIn, TOut>(KeyedProcessNode<TKe
         }
         finally
         {
-            _backend?.Dispose();
-            _backend = null;
-        }
+            var snapshotter = _snapshotter;
+            _snapshotter = null;
+            try
+            {
+                // The eager uploads read the instance: they stop before it closes.
+                if (snapshotter is not null)
+                {
+                    await snapshotter.StopEagerUploadsAsync();
+                }
+            }
+            finally
+            {
+                _backend?.Dispose();
+                _backend = null;
+            }
 
-        return ValueTask.CompletedTask;
+            if (snapshotter is not null)
+            {
+                await snapshotter.DisposeAsync();
+            }
+        }
     }
 }
 

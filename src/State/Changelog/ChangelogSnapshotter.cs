@@ -52,6 +52,7 @@ public sealed record ChangelogSnapshot(KeyedStateHandle Handle, long ChangelogBy
 /// materialization, the coordinator deletes its files, which the new materialization still refers to.</para>
 /// <para>Threading: everything but the uploads runs on the subtask's mailbox.</para>
 /// </remarks>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "The materializer uploads no files eagerly, so disposing it would do nothing.")]
 public sealed class ChangelogSnapshotter
 {
     private static readonly TimeSpan MaxFlushWait = TimeSpan.FromSeconds(10);

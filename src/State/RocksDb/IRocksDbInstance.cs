@@ -6,6 +6,9 @@ public interface IRocksDbInstance
     /// <summary>The database.</summary>
     RocksDbSharp.RocksDb Database { get; }
 
+    /// <summary>The instance's directory.</summary>
+    string Directory { get; }
+
     /// <summary>Writes state buffered in memory (the write-back cache) into the database.</summary>
     void Flush();
 

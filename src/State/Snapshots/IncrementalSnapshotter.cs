@@ -21,6 +21,12 @@ public sealed record SnapshotOwner(string JobId, string OperatorUid, int Subtask
 /// <param name="Files">Names and lengths of its files.</param>
 public sealed record LocalSnapshot(long CheckpointId, string Directory, IReadOnlyList<(string Name, long Length)> Files);
 
+/// <summary>Eager uploads of an instance's SST files (<see cref="EagerSstUploader"/>).</summary>
+/// <param name="Interval">Time between two looks for new files when there was nothing to upload.</param>
+/// <param name="StagingDirectory">A directory of its own on the instance's file system, for hard links of the files it reads.</param>
+/// <param name="Stopped">Stops the uploads early (the subtask is stopping).</param>
+public sealed record EagerUploadOptions(TimeSpan Interval, string StagingDirectory, CancellationToken Stopped = default);
+
 /// <summary>The result of the asynchronous part: the handle and what it cost.</summary>
 /// <param name="Handle">The state handle for the manifest.</param>
 /// <param name="BytesUploaded">Bytes uploaded for this checkpoint.</param>
@@ -43,7 +49,7 @@ public sealed record UploadedSnapshot(KeyedStateHandle Handle, long BytesUploade
 /// <para>Threading: <see cref="TakeLocalSnapshot"/>, <see cref="Completed"/> and <see cref="AbortedAsync"/> are called
 /// from the mailbox; <see cref="UploadAsync"/> may run concurrently with them on the thread pool.</para>
 /// </remarks>
-public sealed class IncrementalSnapshotter
+public sealed class IncrementalSnapshotter : IAsyncDisposable
 {
     private const int ParallelTransfers = 4;
     private readonly IRocksDbInstance _instance;
@@ -54,6 +60,7 @@ public sealed class IncrementalSnapshotter
     private readonly string? _privatePrefix;
     private readonly ConcurrentDictionary<long, ConcurrentBag<string>> _uploads = new();
     private readonly ConcurrentDictionary<long, KeyedStateHandle> _results = new();
+    private readonly EagerSstUploader? _eager;
     private ImmutableDictionary<string, StateFile> _confirmed;
     private long _lastCompleted = -1;
 
@@ -68,7 +75,12 @@ public sealed class IncrementalSnapshotter
     /// Null: the non-SST files go to the checkpoint's directory and are private to it. Otherwise (materializations, which
     /// several checkpoints refer to): they go under this prefix and are marked shared, so they are reference-counted.
     /// </param>
-    public IncrementalSnapshotter(IRocksDbInstance instance, ICheckpointStorage storage, SnapshotOwner owner, string localRoot, KeyedStateHandle? restored, bool keepLocalCopies, string? privatePrefix = null)
+    /// <param name="eager">
+    /// Null: SST files are uploaded by the snapshots that need them. Otherwise the files compactions write are uploaded in
+    /// the background as they appear (<see cref="EagerSstUploader"/>); the snapshotter must then be stopped
+    /// (<see cref="StopEagerUploadsAsync"/>) before the instance is disposed, and disposed after.
+    /// </param>
+    public IncrementalSnapshotter(IRocksDbInstance instance, ICheckpointStorage storage, SnapshotOwner owner, string localRoot, KeyedStateHandle? restored, bool keepLocalCopies, string? privatePrefix = null, EagerUploadOptions? eager = null)
     {
         _privatePrefix = privatePrefix;
         _instance = instance;
@@ -77,7 +89,17 @@ public sealed class IncrementalSnapshotter
         _localRoot = localRoot;
         _keepLocalCopies = keepLocalCopies;
         _confirmed = (restored?.Files ?? []).Where(static f => f.Shared).ToImmutableDictionary(static f => f.Name, StringComparer.Ordinal);
+        if (eager is not null)
+        {
+            _eager = new EagerSstUploader(instance, storage, SharedPath, IsStored, eager.StagingDirectory, eager.Interval, eager.Stopped);
+        }
     }
+
+    /// <summary>Completes when the eager uploads have caught up with the instance (at once without them).</summary>
+    internal Task EagerUploadsIdleAsync(CancellationToken cancellationToken) => _eager?.WhenIdleAsync(cancellationToken) ?? Task.CompletedTask;
+
+    /// <summary>Bytes uploaded ahead of the snapshots (zero without eager uploads).</summary>
+    public long EagerBytesUploaded => _eager?.BytesUploaded ?? 0;
 
     /// <summary>The local directory of checkpoint <paramref name="checkpointId"/> under <paramref name="localRoot"/>.</summary>
     public static string LocalCheckpointDirectory(string localRoot, long checkpointId) => Path.Combine(localRoot, string.Create(CultureInfo.InvariantCulture, $"chk-{checkpointId}"));
@@ -126,8 +148,14 @@ public sealed class IncrementalSnapshotter
                 return;
             }
 
+            if (shared && _eager?.TryTake(file.Name, file.Length, snapshot.CheckpointId) is { } early && await early.WaitAsync(cancellationToken) is { } ahead)
+            {
+                files[i] = ahead with { Sst = sst };
+                return;
+            }
+
             var path = shared
-                ? $"{SnapshotLayout.SharedDirectory(_owner.JobId)}/{_owner.OperatorUid}/{_owner.SubtaskIndex}-{Guid.NewGuid():N}.sst"
+                ? SharedPath()
                 : _privatePrefix is { } prefix
                     ? string.Create(CultureInfo.InvariantCulture, $"{prefix}/{snapshot.CheckpointId}-{privateSuffix}/{file.Name}")
                     : string.Create(CultureInfo.InvariantCulture, $"{SnapshotLayout.CheckpointDirectory(_owner.JobId, snapshot.CheckpointId)}/{_owner.OperatorUid}/{_owner.SubtaskIndex}/{file.Name}");
@@ -155,11 +183,15 @@ public sealed class IncrementalSnapshotter
     {
         if (checkpointId <= _lastCompleted || !_results.TryGetValue(checkpointId, out var handle))
         {
+            _eager?.Completed(checkpointId);
             return;
         }
 
         _lastCompleted = checkpointId;
         _confirmed = handle.Files.Where(static f => f.Shared).ToImmutableDictionary(static f => f.Name, StringComparer.Ordinal);
+
+        // After the files are known as stored, so the eager uploads do not take them for new ones in between.
+        _eager?.Completed(checkpointId);
         foreach (var id in _results.Keys.Where(id => id <= checkpointId))
         {
             _results.TryRemove(id, out _);
@@ -172,6 +204,7 @@ public sealed class IncrementalSnapshotter
     /// <summary>Checkpoint <paramref name="checkpointId"/> was aborted: deletes what it uploaded and its local copy.</summary>
     public async Task AbortedAsync(long checkpointId, CancellationToken cancellationToken)
     {
+        _eager?.Aborted(checkpointId);
         _results.TryRemove(checkpointId, out _);
         var local = LocalCheckpointDirectory(_localRoot, checkpointId);
         if (Directory.Exists(local))
@@ -187,6 +220,16 @@ public sealed class IncrementalSnapshotter
             }
         }
     }
+
+    /// <summary>Stops the eager uploads (if any): once this completes nothing reads the instance. Never throws.</summary>
+    public Task StopEagerUploadsAsync() => _eager?.StopAsync() ?? Task.CompletedTask;
+
+    /// <summary>Stops the eager uploads (if any) and deletes what they uploaded that no snapshot took. Never throws.</summary>
+    public ValueTask DisposeAsync() => _eager?.DisposeAsync() ?? ValueTask.CompletedTask;
+
+    private string SharedPath() => $"{SnapshotLayout.SharedDirectory(_owner.JobId)}/{_owner.OperatorUid}/{_owner.SubtaskIndex}-{Guid.NewGuid():N}.sst";
+
+    private bool IsStored(string name, long length) => _confirmed.TryGetValue(name, out var known) && known.Length == length;
 
     private void DeleteLocalCopies(long? keep, long olderThan)
     {
