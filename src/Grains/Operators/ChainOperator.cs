@@ -60,6 +60,11 @@ internal abstract class ChainOperator(string uid)
 
     public virtual ValueTask OpenAsync(OperatorContext context) => ValueTask.CompletedTask;
 
+    /// <summary>The subtask starts running (every operator of the chain is open and its state restored).</summary>
+    public virtual void Started()
+    {
+    }
+
     /// <summary>The synchronous part of a snapshot; null when the operator has no state.</summary>
     /// <param name="checkpointId">The checkpoint.</param>
     /// <param name="options">A checkpoint or a savepoint (native or canonical).</param>

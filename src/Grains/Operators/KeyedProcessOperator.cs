@@ -185,6 +185,8 @@ internal sealed class KeyedProcessOperator<TKey, TIn, TOut>(KeyedProcessNode<TKe
         return null;
     }
 
+    public override void Started() => _snapshotter?.StartEagerUploads();
+
     public override PendingSnapshot? SnapshotState(long checkpointId, SnapshotOptions options)
     {
         var index = Context.SubtaskIndex;

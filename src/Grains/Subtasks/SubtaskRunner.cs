@@ -190,6 +190,11 @@ internal sealed class SubtaskRunner : IAsyncDisposable
         }
 
         State = SubtaskState.Running;
+        foreach (var op in _chain!.Operators)
+        {
+            op.Started();
+        }
+
         _loop = RunAsync();
     }
 

@@ -37,11 +37,11 @@ internal sealed class EagerSstUploader : IAsyncDisposable
     private readonly SemaphoreSlim _slots = new(ParallelUploads);
     private readonly CancellationTokenSource _stop;
     private readonly List<Task> _uploads = [];
-    private readonly Task _loop;
+    private Task _loop = Task.CompletedTask;
     private long _bytesUploaded;
     private TaskCompletionSource? _idleWaiter;
 
-    /// <summary>Starts uploading.</summary>
+    /// <summary>Prepares the uploads; <see cref="Start"/> starts them.</summary>
     /// <param name="instance">The RocksDB instance whose files to upload.</param>
     /// <param name="storage">Checkpoint storage.</param>
     /// <param name="newPath">A new unique shared path in storage for a file.</param>
@@ -64,7 +64,21 @@ internal sealed class EagerSstUploader : IAsyncDisposable
         }
 
         Directory.CreateDirectory(staging);
-        _loop = Task.Run(RunAsync, CancellationToken.None);
+    }
+
+    /// <summary>
+    /// Starts uploading (once; later calls do nothing). A subtask starts when the job runs, not when its restore ends, so
+    /// that its uploads do not compete with the restores of the others.
+    /// </summary>
+    public void Start()
+    {
+        lock (_lock)
+        {
+            if (_loop == Task.CompletedTask && !_stop.IsCancellationRequested)
+            {
+                _loop = Task.Run(RunAsync, CancellationToken.None);
+            }
+        }
     }
 
     /// <summary>Bytes uploaded so far (including files that were then compacted away before a checkpoint took them).</summary>
@@ -143,13 +157,21 @@ internal sealed class EagerSstUploader : IAsyncDisposable
             await _stop.CancelAsync();
         }
 
+        // The loop first: it starts the uploads (and is the only one to call into RocksDB).
+        Task loop;
+        lock (_lock)
+        {
+            loop = _loop;
+        }
+
+        await Quietly(loop);
         Task[] uploads;
         lock (_lock)
         {
-            uploads = [_loop, .. _uploads];
+            uploads = [.. _uploads];
         }
 
-        await Task.WhenAll(uploads).ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        await Quietly(Task.WhenAll(uploads));
     }
 
     /// <summary>Stops uploading (<see cref="StopAsync"/>) and deletes the uploaded files no snapshot took. Never throws.</summary>
@@ -257,6 +279,8 @@ internal sealed class EagerSstUploader : IAsyncDisposable
             return (next, garbage);
         }
     }
+
+    private static Task Quietly(Task task) => task.ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
 
     private void SignalIfIdle(TaskCompletionSource? waiter)
     {

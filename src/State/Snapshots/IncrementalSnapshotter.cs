@@ -221,6 +221,9 @@ public sealed class IncrementalSnapshotter : IAsyncDisposable
         }
     }
 
+    /// <summary>Starts the eager uploads (if any).</summary>
+    public void StartEagerUploads() => _eager?.Start();
+
     /// <summary>Stops the eager uploads (if any): once this completes nothing reads the instance. Never throws.</summary>
     public Task StopEagerUploadsAsync() => _eager?.StopAsync() ?? Task.CompletedTask;
 

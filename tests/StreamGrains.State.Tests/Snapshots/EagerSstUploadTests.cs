@@ -162,6 +162,10 @@ public sealed class EagerSstUploadTests : IDisposable
         TestEnvironment.Serializer,
         _resources);
 
-    private IncrementalSnapshotter NewSnapshotter(RocksDbKeyedStateBackend<string> backend) =>
-        new(backend, _storage, new SnapshotOwner("job-1", "counts", 0, AllKeyGroups), _directory.Sub("local"), restored: null, keepLocalCopies: true, eager: new EagerUploadOptions(TimeSpan.FromMilliseconds(10), _directory.Sub("eager")));
+    private IncrementalSnapshotter NewSnapshotter(RocksDbKeyedStateBackend<string> backend)
+    {
+        var snapshotter = new IncrementalSnapshotter(backend, _storage, new SnapshotOwner("job-1", "counts", 0, AllKeyGroups), _directory.Sub("local"), restored: null, keepLocalCopies: true, eager: new EagerUploadOptions(TimeSpan.FromMilliseconds(10), _directory.Sub("eager")));
+        snapshotter.StartEagerUploads();
+        return snapshotter;
+    }
 }
