@@ -34,4 +34,17 @@ public sealed class CheckpointSettingsTests
         Assert.Contains(errors, static e => e.Contains("Checkpointing.ChangelogSegmentBytes", StringComparison.Ordinal) && e.Contains("100", StringComparison.Ordinal));
         Assert.Contains(errors, static e => e.Contains("Checkpointing.ChangelogSegmentInterval", StringComparison.Ordinal));
     }
+
+    [Fact]
+    public void Eager_uploads_default_to_one_second_and_a_bad_interval_is_named_with_the_value_given()
+    {
+        Assert.Equal(TimeSpan.FromSeconds(1), new CheckpointSettings().EagerUploadInterval);
+        Assert.Empty(new CheckpointSettings { Interval = TimeSpan.FromSeconds(10), EagerUploadInterval = null }.Validate());
+
+        var errors = new CheckpointSettings { Interval = TimeSpan.FromSeconds(10), EagerUploadInterval = TimeSpan.FromMilliseconds(1) }.Validate().ToList();
+
+        var error = Assert.Single(errors);
+        Assert.Contains("Checkpointing.EagerUploadInterval", error, StringComparison.Ordinal);
+        Assert.Contains("00:00:00.001", error, StringComparison.Ordinal);
+    }
 }

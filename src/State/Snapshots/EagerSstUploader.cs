@@ -239,10 +239,6 @@ internal sealed class EagerSstUploader : IAsyncDisposable
         catch (OperationCanceledException) when (token.IsCancellationRequested)
         {
         }
-        catch (ObjectDisposedException)
-        {
-            // Disposed while stopping.
-        }
     }
 
     /// <summary>The next file to upload, and the entries to delete: uploaded files RocksDB no longer lists that no snapshot took.</summary>
@@ -253,7 +249,7 @@ internal sealed class EagerSstUploader : IAsyncDisposable
         {
             live = NativeExtensions.LiveFiles(_instance.Database);
         }
-        catch (Exception ex) when (ex is RocksDbException or ObjectDisposedException)
+        catch (RocksDbException)
         {
             return (null, []);
         }
