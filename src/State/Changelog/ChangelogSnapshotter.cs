@@ -71,6 +71,7 @@ public sealed class ChangelogSnapshotter
     private long _publishedUpTo;
     private long _lastCheckpointUpTo;
     private long _flushStarted;
+    private long _lastWriteBack;
 
     /// <summary>Creates the snapshotter and installs its changelog on <paramref name="instance"/>.</summary>
     /// <param name="instance">The backend.</param>
@@ -110,6 +111,7 @@ public sealed class ChangelogSnapshotter
         _lastCheckpointUpTo = lastSequence;
         _writer = new StateChangelogWriter(storage, $"{prefix}/log", owner.KeyGroups, options.SegmentBytes, options.SegmentInterval, lastSequence + 1, stopped);
         _lastMaterializationStarted = Stopwatch.GetTimestamp();
+        _lastWriteBack = _lastMaterializationStarted;
         instance.ChangeLogger = _writer;
     }
 
@@ -136,14 +138,28 @@ public sealed class ChangelogSnapshotter
     public static string LocalMaterializationDirectory(string localRoot, long materializationId) => IncrementalSnapshotter.LocalCheckpointDirectory(localRoot, materializationId);
 
     /// <summary>
-    /// Adopts a finished materialization and starts the next one when it is due (called on the mailbox after each batch).
-    /// A due materialization first has RocksDB flush its memtables in the background, and takes its RocksDB checkpoint
-    /// (which flushes what was written since, on the mailbox) only once that flush is done, so the mailbox pauses for a
-    /// small flush rather than a full one.
+    /// Streams the changes and runs materializations (called on the mailbox after each batch).
     /// </summary>
+    /// <remarks>
+    /// <para>Every <see cref="ChangelogOptions.SegmentInterval"/> the backend's write-back cache is written back (which
+    /// logs its dirty entries) and the open segment is sealed, so changes reach storage continuously. Otherwise a
+    /// cache that holds a checkpoint interval's changes (64 Ki entries is seconds of updates) would log them all at the
+    /// barrier, and the checkpoint would wait for their upload.</para>
+    /// <para>It adopts a finished materialization and starts the next one when it is due. A due materialization first has
+    /// RocksDB flush its memtables in the background, and takes its RocksDB checkpoint (which flushes what was written
+    /// since, on the mailbox) only once that flush is done, so the mailbox pauses for a small flush rather than a full
+    /// one.</para>
+    /// </remarks>
     public void Tick()
     {
         Adopt();
+        if (Stopwatch.GetElapsedTime(_lastWriteBack) >= _options.SegmentInterval)
+        {
+            _lastWriteBack = Stopwatch.GetTimestamp();
+            _instance.Flush();
+            _writer.Seal();
+        }
+
         if (_inFlight is not null || Stopwatch.GetElapsedTime(_lastMaterializationStarted) < _options.MaterializationInterval)
         {
             return;

@@ -118,6 +118,30 @@ public sealed class ChangelogSnapshotterTests : IDisposable
     }
 
     [Fact]
+    public async Task Between_checkpoints_the_cache_is_written_back_and_sealed_so_the_barrier_logs_nothing_left_over()
+    {
+        using var backend = OpenBackend("work", AllKeyGroups);
+        var changelog = new ChangelogSnapshotter(backend, _storage, new SnapshotOwner("job-1", "counts", 0, AllKeyGroups), _directory.Sub("local"), null, keepLocalCopies: false, Options with { SegmentInterval = TimeSpan.FromMilliseconds(1) });
+        await changelog.Snapshot(1, AllKeyGroups)(CancellationToken.None);
+        await changelog.Completed(1);
+        Mutate(backend, round: 1);
+        var due = System.Diagnostics.Stopwatch.StartNew();
+        SpinWait.SpinUntil(() => due.Elapsed >= TimeSpan.FromMilliseconds(2)); // the 1 ms interval has passed
+
+        // The tick writes the cache's dirty values and lists back (logging them) and seals the segment, so they upload
+        // before any barrier.
+        changelog.Tick();
+        var sealedBeforeBarrier = changelog.Writer.BytesSealed;
+        await Task.WhenAll(changelog.Writer.SegmentsAfter(-1).Select(static s => s.Uploaded()));
+        var second = await changelog.Snapshot(2, AllKeyGroups)(CancellationToken.None);
+
+        Assert.Equal(sealedBeforeBarrier, changelog.Writer.BytesSealed);
+        Assert.True(second.ChangelogBytes > 0, "the changes since checkpoint 1 must be in its changelog");
+        using var restored = await RestoreAsync("restored", AllKeyGroups, [second.Handle]);
+        AssertSameState(backend, restored, AllKeyGroups);
+    }
+
+    [Fact]
     public async Task Replay_into_two_halves_gives_each_exactly_its_key_groups()
     {
         using var backend = OpenBackend("work", AllKeyGroups);
