@@ -175,6 +175,10 @@ internal static class CheckpointBenchmark
             ["sync_s"] = Report.Round(stats.MaxSynchronous.TotalSeconds),
             ["async_s"] = Report.Round(stats.MaxAsynchronous.TotalSeconds),
             ["alignment_s"] = Report.Round(stats.MaxAlignment.TotalSeconds),
+            // Where the rest of the duration went: the barrier's way from the trigger to the last subtask it reached,
+            // and the last acknowledgement (after that: the manifest).
+            ["barrier_s"] = Report.Round(stats.Subtasks.Select(s => s.BarrierAt is { } at ? (at - stats.TriggeredAt).TotalSeconds : 0).DefaultIfEmpty().Max()),
+            ["acked_s"] = Report.Round(stats.Subtasks.Select(s => s.AcknowledgedAt is { } at ? (at - stats.TriggeredAt).TotalSeconds : 0).DefaultIfEmpty().Max()),
             ["bytes_uploaded"] = stats.BytesUploaded,
             ["full_size_bytes"] = stats.FullSize,
         };

@@ -53,6 +53,12 @@ public sealed record SubtaskCheckpointStats
 
     /// <summary>Changelog mode: how long that materialization took (local snapshot and upload).</summary>
     [Id(10)] public TimeSpan? MaterializationDuration { get; init; }
+
+    /// <summary>When the first barrier reached the subtask (its silo's clock); with the trigger time, how long the barrier travelled.</summary>
+    [Id(11)] public DateTimeOffset? BarrierAt { get; init; }
+
+    /// <summary>When the coordinator received the acknowledgement (its clock).</summary>
+    [Id(12)] public DateTimeOffset? AcknowledgedAt { get; init; }
 }
 
 /// <summary>Why a checkpoint did not complete.</summary>

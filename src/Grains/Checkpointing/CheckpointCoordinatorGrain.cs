@@ -84,7 +84,7 @@ internal sealed class CheckpointCoordinatorGrain(ICheckpointStorage storage, Tim
     {
         ArgumentNullException.ThrowIfNull(ack);
         var pending = _pending;
-        if (pending is null || attempt != pending.Attempt || !pending.Acknowledge(ack) || !pending.IsFullyAcknowledged)
+        if (pending is null || attempt != pending.Attempt || !pending.Acknowledge(ack, time.GetUtcNow()) || !pending.IsFullyAcknowledged)
         {
             return;
         }

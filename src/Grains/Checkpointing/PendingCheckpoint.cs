@@ -32,15 +32,16 @@ internal sealed class PendingCheckpoint(long checkpointId, int attempt, DateTime
     /// <summary>Completes when the checkpoint completed or was aborted.</summary>
     public Task<CheckpointStats> Outcome => _outcome.Task;
 
-    /// <summary>Records an acknowledgement; false when it is not expected (unknown subtask or a duplicate).</summary>
-    public bool Acknowledge(SubtaskCheckpointAck ack)
+    /// <summary>Records an acknowledgement received at <paramref name="receivedAt"/>; false when it is not expected (unknown subtask or a duplicate).</summary>
+    public bool Acknowledge(SubtaskCheckpointAck ack, DateTimeOffset receivedAt)
     {
+        ArgumentNullException.ThrowIfNull(ack);
         if (ack.CheckpointId != CheckpointId || !_waitingFor.Remove(ack.Subtask))
         {
             return false;
         }
 
-        _acks.Add(ack);
+        _acks.Add(ack with { Stats = ack.Stats with { AcknowledgedAt = receivedAt } });
         return true;
     }
 

@@ -501,6 +501,7 @@ internal sealed class SubtaskRunner : IAsyncDisposable
     private void PerformCheckpoint(long checkpointId, TimeSpan alignment)
     {
         var watch = Stopwatch.StartNew();
+        var barrierAt = _services.Time.GetUtcNow() - alignment;
         var options = _snapshotOptions.TryRemove(checkpointId, out var prepared) ? prepared : SnapshotOptions.Checkpoint;
         _outputs!.Broadcast(new StreamEvent(StreamEventKind.Barrier, checkpointId));
         if (options.Stop)
@@ -526,7 +527,7 @@ internal sealed class SubtaskRunner : IAsyncDisposable
             return;
         }
 
-        _ = CompleteCheckpointAsync(checkpointId, pending, alignment, watch.Elapsed);
+        _ = CompleteCheckpointAsync(checkpointId, pending, barrierAt, alignment, watch.Elapsed);
     }
 
     private void ResumeIfStoppedAt(long checkpointId)
@@ -538,7 +539,7 @@ internal sealed class SubtaskRunner : IAsyncDisposable
         }
     }
 
-    private async Task CompleteCheckpointAsync(long checkpointId, List<PendingSnapshot> pending, TimeSpan alignment, TimeSpan synchronous)
+    private async Task CompleteCheckpointAsync(long checkpointId, List<PendingSnapshot> pending, DateTimeOffset barrierAt, TimeSpan alignment, TimeSpan synchronous)
     {
         var watch = Stopwatch.StartNew();
         try
@@ -559,6 +560,7 @@ internal sealed class SubtaskRunner : IAsyncDisposable
                 {
                     SubtaskIndex = Id.Index,
                     Chain = _chainPlan!.Name,
+                    BarrierAt = barrierAt,
                     Alignment = alignment,
                     Synchronous = synchronous,
                     Asynchronous = watch.Elapsed,
