@@ -3,6 +3,7 @@ using System.Globalization;
 using System.IO.Hashing;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
 
 namespace StreamGrains.State.Storage;
 
@@ -19,6 +20,7 @@ namespace StreamGrains.State.Storage;
 public sealed partial class FileSystemCheckpointStorage : ICheckpointStorage
 {
     private const int CopyBufferSize = 1 << 20;
+    private const long WriteBackWindow = 8 << 20;
     private const string TemporaryPrefix = ".tmp-";
     private readonly string _root;
 
@@ -491,11 +493,17 @@ public sealed partial class FileSystemCheckpointStorage : ICheckpointStorage
             await using var input = new FileStream(source, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.Asynchronous | FileOptions.SequentialScan);
             await using var output = new FileStream(destination, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1, FileOptions.Asynchronous);
             int read;
+            long writtenBack = 0;
             while ((read = await input.ReadAsync(buffer.AsMemory(0, CopyBufferSize), cancellationToken)) > 0)
             {
                 hash.Append(buffer.AsSpan(0, read));
                 await output.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
                 length += read;
+                if (length - writtenBack >= WriteBackWindow)
+                {
+                    WriteBack(output.SafeFileHandle, writtenBack, length - writtenBack);
+                    writtenBack = length;
+                }
             }
 
             output.Flush(flushToDisk: true);
@@ -507,6 +515,39 @@ public sealed partial class FileSystemCheckpointStorage : ICheckpointStorage
 
         return (length, Checksums.ToHex(hash.GetCurrentHashAsUInt64()));
     }
+
+    /// <summary>
+    /// Has the kernel write <paramref name="length"/> bytes at <paramref name="offset"/> of a file being copied to disk now,
+    /// and waits until the window before it is on disk (Linux only; elsewhere nothing). A large copy then leaves at most
+    /// two windows of dirty pages behind instead of the whole file until its final flush: on ext4 every fsync commits the
+    /// journal, which waits for other files' dirty data, so a copy of hundreds of MB made the small writes that checkpoints
+    /// wait for (changelog segments, manifests) take hundreds of milliseconds. The same as RocksDB's bytes_per_sync.
+    /// </summary>
+    private static void WriteBack(SafeFileHandle file, long offset, long length)
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            return;
+        }
+
+        try
+        {
+            const uint waitBefore = 1, write = 2, waitAfter = 4;
+            if (offset >= WriteBackWindow)
+            {
+                _ = SyncFileRange(file, offset - WriteBackWindow, WriteBackWindow, waitBefore | write | waitAfter);
+            }
+
+            _ = SyncFileRange(file, offset, length, write);
+        }
+        catch (Exception ex) when (ex is DllNotFoundException or EntryPointNotFoundException)
+        {
+            // A libc without sync_file_range: the final flush writes everything.
+        }
+    }
+
+    [LibraryImport("libc", EntryPoint = "sync_file_range", SetLastError = true)]
+    private static partial int SyncFileRange(SafeFileHandle file, long offset, long length, uint flags);
 
     /// <summary>Gives <paramref name="temporary"/>'s content the name <paramref name="target"/> unless that exists, atomically; false when it exists.</summary>
     /// <remarks>
