@@ -29,7 +29,10 @@ public sealed record Materialization(long Id, IReadOnlyList<StateFile> Files, lo
 /// <summary>What a changelog checkpoint of one subtask amounts to.</summary>
 /// <param name="Handle">The state handle: materialization files and changelog segments.</param>
 /// <param name="ChangelogBytes">Changelog bytes written since the subtask's previous checkpoint.</param>
-/// <param name="BytesUploaded">Bytes uploaded for this checkpoint after its barrier (the tail, and the materialization when it had to wait for one).</param>
+/// <param name="BytesUploaded">
+/// Bytes this checkpoint added to storage: the segments sealed since the previous checkpoint (most of them uploaded before
+/// the barrier: the cache is written back every segment interval), and the materialization when it had to wait for one.
+/// </param>
 /// <param name="Materialization">The materialization it refers to.</param>
 public sealed record ChangelogSnapshot(KeyedStateHandle Handle, long ChangelogBytes, long BytesUploaded, Materialization Materialization);
 
@@ -204,6 +207,7 @@ public sealed class ChangelogSnapshotter
         Adopt();
         _instance.Flush();
         var upTo = _writer.Seal();
+        _lastWriteBack = Stopwatch.GetTimestamp();
         Task<Materialization> materialization;
         if (_latest is { } latest)
         {
@@ -322,6 +326,7 @@ public sealed class ChangelogSnapshotter
         var watch = Stopwatch.StartNew();
         _instance.Flush();
         var upTo = _writer.Seal();
+        _lastWriteBack = Stopwatch.GetTimestamp();
         var local = _materializer.TakeLocalSnapshot(_nextMaterializationId++);
         var materializer = _materializer;
         var stopped = _stopped;

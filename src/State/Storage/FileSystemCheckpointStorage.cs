@@ -492,17 +492,19 @@ public sealed partial class FileSystemCheckpointStorage : ICheckpointStorage
         {
             await using var input = new FileStream(source, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.Asynchronous | FileOptions.SequentialScan);
             await using var output = new FileStream(destination, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1, FileOptions.Asynchronous);
+            var handle = output.SafeFileHandle;
             int read;
-            long writtenBack = 0;
+            (long Offset, long Length) window = (0, 0);
             while ((read = await input.ReadAsync(buffer.AsMemory(0, CopyBufferSize), cancellationToken)) > 0)
             {
                 hash.Append(buffer.AsSpan(0, read));
                 await output.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
                 length += read;
-                if (length - writtenBack >= WriteBackWindow)
+                var next = window.Offset + window.Length;
+                if (length - next >= WriteBackWindow)
                 {
-                    WriteBack(output.SafeFileHandle, writtenBack, length - writtenBack);
-                    writtenBack = length;
+                    WriteBack(handle, window, (next, length - next), destination);
+                    window = (next, length - next);
                 }
             }
 
@@ -517,13 +519,17 @@ public sealed partial class FileSystemCheckpointStorage : ICheckpointStorage
     }
 
     /// <summary>
-    /// Has the kernel write <paramref name="length"/> bytes at <paramref name="offset"/> of a file being copied to disk now,
-    /// and waits until the window before it is on disk (Linux only; elsewhere nothing). A large copy then leaves at most
+    /// Has the kernel write window <paramref name="current"/> of a file being copied to disk now, and waits until window
+    /// <paramref name="previous"/> is on disk (Linux only; elsewhere nothing). A large copy then leaves at most
     /// two windows of dirty pages behind instead of the whole file until its final flush: on ext4 every fsync commits the
     /// journal, which waits for other files' dirty data, so a copy of hundreds of MB made the small writes that checkpoints
     /// wait for (changelog segments, manifests) take hundreds of milliseconds. The same as RocksDB's bytes_per_sync.
     /// </summary>
-    private static void WriteBack(SafeFileHandle file, long offset, long length)
+    /// <remarks>
+    /// A write-back error is reported once, to the first caller that waits for it: it is thrown here, or the final fsync
+    /// would not see it and a damaged copy would count as stored. Only "not supported" is ignored.
+    /// </remarks>
+    private static void WriteBack(SafeFileHandle file, (long Offset, long Length) previous, (long Offset, long Length) current, string path)
     {
         if (!OperatingSystem.IsLinux())
         {
@@ -533,16 +539,25 @@ public sealed partial class FileSystemCheckpointStorage : ICheckpointStorage
         try
         {
             const uint waitBefore = 1, write = 2, waitAfter = 4;
-            if (offset >= WriteBackWindow)
+            if (previous.Length > 0)
             {
-                _ = SyncFileRange(file, offset - WriteBackWindow, WriteBackWindow, waitBefore | write | waitAfter);
+                Check(SyncFileRange(file, previous.Offset, previous.Length, waitBefore | write | waitAfter), path);
             }
 
-            _ = SyncFileRange(file, offset, length, write);
+            Check(SyncFileRange(file, current.Offset, current.Length, write), path);
         }
         catch (Exception ex) when (ex is DllNotFoundException or EntryPointNotFoundException)
         {
             // A libc without sync_file_range: the final flush writes everything.
+        }
+
+        static void Check(int result, string path)
+        {
+            // EINVAL, ESPIPE, ENOSYS, EOPNOTSUPP: this file or filesystem cannot do it; the final flush writes everything.
+            if (result != 0 && Marshal.GetLastPInvokeError() is var errno && errno is not (22 or 29 or 38 or 95))
+            {
+                throw new IOException($"Writing '{path}' to disk failed (errno {errno}).");
+            }
         }
     }
 
