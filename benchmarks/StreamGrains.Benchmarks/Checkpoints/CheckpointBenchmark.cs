@@ -183,8 +183,8 @@ internal static class CheckpointBenchmark
             ["alignment_s"] = Report.Round(stats.MaxAlignment.TotalSeconds),
             // Where the rest of the duration went: the barrier's way from the trigger to the last subtask it reached,
             // and the last acknowledgement (after that: the manifest).
-            ["barrier_s"] = Report.Round(stats.Subtasks.Select(s => s.BarrierAt is { } at ? (at - stats.TriggeredAt).TotalSeconds : 0).DefaultIfEmpty().Max()),
-            ["acked_s"] = Report.Round(stats.Subtasks.Select(s => s.AcknowledgedAt is { } at ? (at - stats.TriggeredAt).TotalSeconds : 0).DefaultIfEmpty().Max()),
+            ["barrier_s"] = Report.Round(LatestSinceTrigger(stats, static s => s.BarrierAt)),
+            ["acked_s"] = Report.Round(LatestSinceTrigger(stats, static s => s.AcknowledgedAt)),
             ["bytes_uploaded"] = stats.BytesUploaded,
             ["full_size_bytes"] = stats.FullSize,
         };
@@ -201,6 +201,10 @@ internal static class CheckpointBenchmark
 
         return line;
     }
+
+    /// <summary>Seconds from the trigger to the latest of <paramref name="at"/> over the subtasks (0 when none has it).</summary>
+    private static double LatestSinceTrigger(CheckpointStats stats, Func<SubtaskCheckpointStats, DateTimeOffset?> at) =>
+        stats.Subtasks.Select(at).OfType<DateTimeOffset>().Select(t => (t - stats.TriggeredAt).TotalSeconds).DefaultIfEmpty().Max();
 
     private sealed record RawCopy(double Seconds, long Bytes);
 

@@ -158,9 +158,7 @@ public sealed class ChangelogSnapshotter
         Adopt();
         if (Stopwatch.GetElapsedTime(_lastWriteBack) >= _options.SegmentInterval)
         {
-            _lastWriteBack = Stopwatch.GetTimestamp();
-            _instance.Flush();
-            _writer.Seal();
+            WriteBackAndSeal();
         }
 
         if (_inFlight is not null || Stopwatch.GetElapsedTime(_lastMaterializationStarted) < _options.MaterializationInterval)
@@ -205,9 +203,7 @@ public sealed class ChangelogSnapshotter
     public Func<CancellationToken, Task<ChangelogSnapshot>> Snapshot(long checkpointId, KeyGroupRange keyGroups)
     {
         Adopt();
-        _instance.Flush();
-        var upTo = _writer.Seal();
-        _lastWriteBack = Stopwatch.GetTimestamp();
+        var upTo = WriteBackAndSeal();
         Task<Materialization> materialization;
         if (_latest is { } latest)
         {
@@ -300,6 +296,14 @@ public sealed class ChangelogSnapshotter
         return view.TakeLocalSnapshot(checkpointId);
     }
 
+    /// <summary>Writes the cache back (which logs it) and seals the open segment; returns the last sealed sequence number.</summary>
+    private long WriteBackAndSeal()
+    {
+        _instance.Flush();
+        _lastWriteBack = Stopwatch.GetTimestamp();
+        return _writer.Seal();
+    }
+
     private void Adopt()
     {
         if (_inFlight is not { IsCompleted: true } done)
@@ -324,9 +328,7 @@ public sealed class ChangelogSnapshotter
         _lastMaterializationStarted = Stopwatch.GetTimestamp();
         _flushStarted = 0;
         var watch = Stopwatch.StartNew();
-        _instance.Flush();
-        var upTo = _writer.Seal();
-        _lastWriteBack = Stopwatch.GetTimestamp();
+        var upTo = WriteBackAndSeal();
         var local = _materializer.TakeLocalSnapshot(_nextMaterializationId++);
         var materializer = _materializer;
         var stopped = _stopped;

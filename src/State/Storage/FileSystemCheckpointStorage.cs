@@ -553,8 +553,9 @@ public sealed partial class FileSystemCheckpointStorage : ICheckpointStorage
 
         static void Check(int result, string path)
         {
-            // EINVAL, ESPIPE, ENOSYS, EOPNOTSUPP: this file or filesystem cannot do it; the final flush writes everything.
-            if (result != 0 && Marshal.GetLastPInvokeError() is var errno && errno is not (22 or 29 or 38 or 95))
+            // This file or filesystem cannot do it: the final flush writes everything.
+            const int invalid = 22, pipe = 29, notImplemented = 38, notSupported = 95;
+            if (result != 0 && Marshal.GetLastPInvokeError() is var errno && errno is not (invalid or pipe or notImplemented or notSupported))
             {
                 throw new IOException($"Writing '{path}' to disk failed (errno {errno}).");
             }
