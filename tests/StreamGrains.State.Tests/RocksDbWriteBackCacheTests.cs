@@ -123,6 +123,42 @@ public sealed class RocksDbWriteBackCacheTests : IDisposable
         Assert.Equal(0, backend.CachedEntries);
     }
 
+    [Fact]
+    public void Cached_changes_are_logged_once_without_a_write_back_and_a_later_write_back_does_not_log_them_again()
+    {
+        using var backend = Open(capacity: 1000);
+        var log = new RecordingLogger();
+        backend.ChangeLogger = log;
+        var count = backend.GetValueState(Count);
+        backend.SetCurrentKey("a");
+        count.Update(1);
+        count.Update(2);
+        backend.SetCurrentKey("b");
+        count.Update(5);
+        count.Clear();
+
+        backend.LogCachedChanges();
+
+        // Each key's latest value (or its deletion) is logged once; RocksDB has not been written.
+        Assert.Equal(["Delete count b", "Put count a=2"], log.Changes.Order(StringComparer.Ordinal));
+        Assert.Null(ReadRaw(backend, "count", "a"));
+
+        backend.LogCachedChanges();
+        backend.Flush();
+
+        // Nothing changed since: logged nothing more, but the write-back reached RocksDB.
+        Assert.Equal(2, log.Changes.Count);
+        Assert.NotNull(ReadRaw(backend, "count", "a"));
+
+        backend.SetCurrentKey("a");
+        count.Update(3);
+        backend.Flush();
+
+        // A change written back before it was logged is logged by the write-back.
+        Assert.Equal("Put count a=3", log.Changes[^1]);
+        Assert.Equal(3, log.Changes.Count);
+    }
+
     /// <summary>Reads the stored value of a value state directly from RocksDB, building the key [kg][len][key] by hand.</summary>
     private static byte[]? ReadRaw(RocksDbKeyedStateBackend<string> backend, string state, string key)
     {
@@ -138,4 +174,19 @@ public sealed class RocksDbWriteBackCacheTests : IDisposable
         KeySerializers.For<string>(null, TestEnvironment.Serializer),
         TestEnvironment.Serializer,
         _resources);
+
+    /// <summary>Records each logged change as "Kind state key[=value]", decoding this test's int values and string keys.</summary>
+    private sealed class RecordingLogger : Changelog.IStateChangeLogger
+    {
+        private readonly ValueCodec<int> _codec = new(null, TestEnvironment.Serializer);
+
+        public List<string> Changes { get; } = [];
+
+        public void Log(Changelog.ChangeKind kind, string state, ReadOnlySpan<byte> key, ReadOnlySpan<byte> value)
+        {
+            // The key part is [kg][kg][len][utf-8 key] (see ReadRaw).
+            var name = Encoding.UTF8.GetString(key[3..]);
+            Changes.Add(kind == Changelog.ChangeKind.Put ? $"{kind} {state} {name}={_codec.Read(value)}" : $"{kind} {state} {name}");
+        }
+    }
 }

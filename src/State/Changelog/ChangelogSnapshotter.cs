@@ -74,7 +74,7 @@ public sealed class ChangelogSnapshotter
     private long _publishedUpTo;
     private long _lastCheckpointUpTo;
     private long _flushStarted;
-    private long _lastWriteBack;
+    private long _lastSeal;
 
     /// <summary>Creates the snapshotter and installs its changelog on <paramref name="instance"/>.</summary>
     /// <param name="instance">The backend.</param>
@@ -114,7 +114,7 @@ public sealed class ChangelogSnapshotter
         _lastCheckpointUpTo = lastSequence;
         _writer = new StateChangelogWriter(storage, $"{prefix}/log", owner.KeyGroups, options.SegmentBytes, options.SegmentInterval, lastSequence + 1, stopped);
         _lastMaterializationStarted = Stopwatch.GetTimestamp();
-        _lastWriteBack = _lastMaterializationStarted;
+        _lastSeal = _lastMaterializationStarted;
         instance.ChangeLogger = _writer;
     }
 
@@ -145,9 +145,10 @@ public sealed class ChangelogSnapshotter
     /// </summary>
     /// <remarks>
     /// <para>Every <see cref="ChangelogOptions.SegmentInterval"/> the backend's write-back cache is written back (which
-    /// logs its dirty entries) and the open segment is sealed, so changes reach storage continuously. Otherwise a
-    /// cache that holds a checkpoint interval's changes (64 Ki entries is seconds of updates) would log them all at the
-    /// barrier, and the checkpoint would wait for their upload.</para>
+    /// logs its changes) and the open segment is sealed, so changes reach storage continuously. Otherwise a cache that
+    /// holds a checkpoint interval's changes (64 Ki entries is seconds of updates) would log them all at the barrier, and
+    /// the checkpoint would wait for their upload; and writing it back only when full would hold the mailbox for one
+    /// large batch (seconds under a RocksDB write stall) instead of a small one each interval.</para>
     /// <para>It adopts a finished materialization and starts the next one when it is due. A due materialization first has
     /// RocksDB flush its memtables in the background, and takes its RocksDB checkpoint (which flushes what was written
     /// since, on the mailbox) only once that flush is done, so the mailbox pauses for a small flush rather than a full
@@ -156,7 +157,7 @@ public sealed class ChangelogSnapshotter
     public void Tick()
     {
         Adopt();
-        if (Stopwatch.GetElapsedTime(_lastWriteBack) >= _options.SegmentInterval)
+        if (Stopwatch.GetElapsedTime(_lastSeal) >= _options.SegmentInterval)
         {
             WriteBackAndSeal();
         }
@@ -196,14 +197,15 @@ public sealed class ChangelogSnapshotter
     }
 
     /// <summary>
-    /// The synchronous part of a checkpoint: flushes the cache into the changelog and seals its tail. Without an uploaded
+    /// The synchronous part of a checkpoint: logs the cache's changes not logged yet, without writing them back into
+    /// RocksDB (so a write stall does not hold the barrier), and seals the changelog's tail. Without an uploaded
     /// materialization (the first checkpoint of a fresh or rescaled subtask), one is started now and the checkpoint waits
     /// for it.
     /// </summary>
     public Func<CancellationToken, Task<ChangelogSnapshot>> Snapshot(long checkpointId, KeyGroupRange keyGroups)
     {
         Adopt();
-        var upTo = WriteBackAndSeal();
+        var upTo = LogAndSeal();
         Task<Materialization> materialization;
         if (_latest is { } latest)
         {
@@ -296,12 +298,19 @@ public sealed class ChangelogSnapshotter
         return view.TakeLocalSnapshot(checkpointId);
     }
 
-    /// <summary>Writes the cache back (which logs it) and seals the open segment; returns the last sealed sequence number.</summary>
+    /// <summary>Logs the cache's changes not logged yet and seals the open segment; returns the last sealed sequence number.</summary>
+    private long LogAndSeal()
+    {
+        _instance.LogCachedChanges();
+        _lastSeal = Stopwatch.GetTimestamp();
+        return _writer.Seal();
+    }
+
+    /// <summary>Writes the cache back (which logs what is not logged yet) and seals the open segment; returns the last sealed sequence number.</summary>
     private long WriteBackAndSeal()
     {
         _instance.Flush();
-        _lastWriteBack = Stopwatch.GetTimestamp();
-        return _writer.Seal();
+        return LogAndSeal();
     }
 
     private void Adopt()

@@ -8,8 +8,14 @@ namespace StreamGrains.State.RocksDb;
 /// <summary>A state whose values are cached in memory and written back in batches.</summary>
 internal interface ICachedState
 {
-    /// <summary>Adds a put or delete for every dirty entry to <paramref name="batch"/> and marks the entries clean.</summary>
+    /// <summary>
+    /// Adds a put or delete for every dirty entry to <paramref name="batch"/> and marks the entries clean; logs those not
+    /// logged yet.
+    /// </summary>
     void WriteDirty(WriteBatch batch);
+
+    /// <summary>Logs every change not logged yet, without writing it back (the entries stay dirty).</summary>
+    void LogUnlogged();
 
     /// <summary>Forgets every entry (they must be clean).</summary>
     void ClearCache();
@@ -18,11 +24,17 @@ internal interface ICachedState
 /// <summary>
 /// One value per key (value, list and reducing state), read through and written back via the backend's cache.
 /// </summary>
+/// <remarks>
+/// Logging and writing back are separate: a changed entry is logged once (at the latest when it is written back) and
+/// may be logged earlier by <see cref="LogUnlogged"/>, so changelog mode streams changes every segment interval while
+/// the cache keeps merging updates of hot keys until it is full or a materialization writes it back.
+/// </remarks>
 internal abstract class CachedState<TKey, TValue> : ICachedState, ISpanDeserializer<CachedState<TKey, TValue>.Found>
     where TKey : notnull
 {
     private readonly Dictionary<byte[], Entry> _cache = new(ByteArrayComparer.Instance);
     private readonly Dictionary<byte[], Entry>.AlternateLookup<ReadOnlySpan<byte>> _lookup;
+    private readonly List<Entry> _unlogged = [];
 
     protected CachedState(RocksDbKeyedStateBackend<TKey> backend, ColumnFamilyHandle columnFamily)
     {
@@ -50,16 +62,48 @@ internal abstract class CachedState<TKey, TValue> : ICachedState, ISpanDeseriali
                 scratch.ResetWrittenCount();
                 Encode(entry.Value!, scratch);
                 batch.Put(key, scratch.WrittenSpan, ColumnFamily);
-                Backend.LogChange(ChangeKind.Put, ColumnFamily, key, scratch.WrittenSpan);
+                if (!entry.Logged)
+                {
+                    Backend.LogChange(ChangeKind.Put, ColumnFamily, key, scratch.WrittenSpan);
+                }
             }
             else
             {
                 batch.Delete(key, ColumnFamily);
-                Backend.LogChange(ChangeKind.Delete, ColumnFamily, key, []);
+                if (!entry.Logged)
+                {
+                    Backend.LogChange(ChangeKind.Delete, ColumnFamily, key, []);
+                }
             }
 
             entry.Dirty = false;
+            entry.Logged = true;
         }
+
+        // Every unlogged entry was dirty (a write makes it both), so all are logged now.
+        _unlogged.Clear();
+    }
+
+    public void LogUnlogged()
+    {
+        var scratch = Backend.ValueScratch;
+        foreach (var entry in _unlogged)
+        {
+            if (entry.Present)
+            {
+                scratch.ResetWrittenCount();
+                Encode(entry.Value!, scratch);
+                Backend.LogChange(ChangeKind.Put, ColumnFamily, entry.Key, scratch.WrittenSpan);
+            }
+            else
+            {
+                Backend.LogChange(ChangeKind.Delete, ColumnFamily, entry.Key, []);
+            }
+
+            entry.Logged = true;
+        }
+
+        _unlogged.Clear();
     }
 
     public void ClearCache() => _cache.Clear();
@@ -89,7 +133,8 @@ internal abstract class CachedState<TKey, TValue> : ICachedState, ISpanDeseriali
 
         var loaded = Backend.Database.Get(key, this, ColumnFamily);
         Backend.ReserveCacheSlot();
-        _lookup[key] = new Entry { Value = loaded.Value, Present = loaded.Exists };
+        var stored = key.ToArray();
+        _cache[stored] = new Entry(stored) { Value = loaded.Value, Present = loaded.Exists };
         value = loaded.Value;
         return loaded.Exists;
     }
@@ -111,7 +156,7 @@ internal abstract class CachedState<TKey, TValue> : ICachedState, ISpanDeseriali
         var entry = GetOrAddEntry(key);
         entry.Value = value;
         entry.Present = true;
-        entry.Dirty = true;
+        Changed(entry);
     }
 
     /// <summary>Removes the current key's value.</summary>
@@ -128,7 +173,17 @@ internal abstract class CachedState<TKey, TValue> : ICachedState, ISpanDeseriali
         var entry = GetOrAddEntry(key);
         entry.Value = default;
         entry.Present = false;
+        Changed(entry);
+    }
+
+    private void Changed(Entry entry)
+    {
         entry.Dirty = true;
+        if (entry.Logged)
+        {
+            entry.Logged = false;
+            _unlogged.Add(entry);
+        }
     }
 
     private Entry GetOrAddEntry(ReadOnlySpan<byte> key)
@@ -136,8 +191,9 @@ internal abstract class CachedState<TKey, TValue> : ICachedState, ISpanDeseriali
         if (!_lookup.TryGetValue(key, out var entry))
         {
             Backend.ReserveCacheSlot();
-            entry = new Entry();
-            _lookup[key] = entry;
+            var stored = key.ToArray();
+            entry = new Entry(stored);
+            _cache[stored] = entry;
         }
 
         return entry;
@@ -145,12 +201,18 @@ internal abstract class CachedState<TKey, TValue> : ICachedState, ISpanDeseriali
 
     internal readonly record struct Found(bool Exists, TValue? Value);
 
-    private sealed class Entry
+    private sealed class Entry(byte[] key)
     {
+        public byte[] Key { get; } = key;
+
         public TValue? Value { get; set; }
 
         public bool Present { get; set; }
 
+        /// <summary>Changed since it was last written back.</summary>
         public bool Dirty { get; set; }
+
+        /// <summary>Its current value (or absence) is in the changelog, or needs not be: false from a change until it is logged.</summary>
+        public bool Logged { get; set; } = true;
     }
 }

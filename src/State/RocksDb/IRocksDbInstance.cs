@@ -12,6 +12,12 @@ public interface IRocksDbInstance
     /// <summary>Writes state buffered in memory (the write-back cache) into the database.</summary>
     void Flush();
 
+    /// <summary>
+    /// Passes the cache's changes that are not in the <see cref="ChangeLogger"/> yet to it, without writing them into the
+    /// database (changelog mode streams them while the cache goes on merging updates).
+    /// </summary>
+    void LogCachedChanges();
+
     /// <summary>Receives every mutation written to the database (changelog mode); null when nobody listens.</summary>
     Changelog.IStateChangeLogger? ChangeLogger { get; set; }
 

@@ -249,6 +249,16 @@ public sealed class RocksDbKeyedStateBackend<TKey> : IKeyedStateBackend<TKey>, I
     }
 
     /// <inheritdoc />
+    public void LogCachedChanges()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        foreach (var state in _cachedStates)
+        {
+            state.LogUnlogged();
+        }
+    }
+
+    /// <inheritdoc />
     /// <remarks>
     /// Applies a changelog segment (restore: materialized state + changelog tail): every change of a key group this
     /// backend owns is written to RocksDB (timers also to the timer queue), the others are skipped. Not logged again.

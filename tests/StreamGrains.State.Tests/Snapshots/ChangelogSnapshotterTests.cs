@@ -142,6 +142,28 @@ public sealed class ChangelogSnapshotterTests : IDisposable
     }
 
     [Fact]
+    public async Task At_a_barrier_the_caches_changes_are_logged_without_being_written_into_rocksdb()
+    {
+        using var backend = OpenBackend("work", AllKeyGroups);
+        var changelog = NewSnapshotter(backend, restored: null);
+        await changelog.Snapshot(1, AllKeyGroups)(CancellationToken.None);
+        await changelog.Completed(1);
+        Mutate(backend, round: 1);
+        Assert.True(backend.CachedEntries > 0, "the cache must hold changes at the barrier");
+        var sequenceBeforeBarrier = backend.Database.GetLatestSequenceNumber();
+        var sealedBeforeBarrier = changelog.Writer.BytesSealed;
+
+        // Only the synchronous part runs on the mailbox: it must not write into RocksDB (a write stall would hold the barrier).
+        var complete = changelog.Snapshot(2, AllKeyGroups);
+
+        Assert.Equal(sequenceBeforeBarrier, backend.Database.GetLatestSequenceNumber());
+        Assert.True(changelog.Writer.BytesSealed > sealedBeforeBarrier, "the barrier must seal the cache's changes");
+        var second = await complete(CancellationToken.None);
+        using var restored = await RestoreAsync("restored", AllKeyGroups, [second.Handle]);
+        AssertSameState(backend, restored, AllKeyGroups);
+    }
+
+    [Fact]
     public async Task Replay_into_two_halves_gives_each_exactly_its_key_groups()
     {
         using var backend = OpenBackend("work", AllKeyGroups);
