@@ -41,6 +41,13 @@ public sealed class RocksDbResources : IDisposable
         _writeBufferManager = Native.Instance.rocksdb_write_buffer_manager_create_with_cache((UIntPtr)Options.WriteBufferBytes, BlockCache.Handle, 0);
     }
 
+    /// <summary>
+    /// RocksDB's <c>bytes_per_sync</c>: without it a flush's or compaction's output stays dirty in the page cache until
+    /// the file is synced at its end, in one burst that small fsyncs on the same disk meanwhile (a changelog segment's in
+    /// filesystem storage, a manifest's) wait behind.
+    /// </summary>
+    public const ulong BytesPerSync = 1 << 20;
+
     /// <summary>The budgets.</summary>
     public RocksDbResourceOptions Options { get; }
 
@@ -50,7 +57,10 @@ public sealed class RocksDbResources : IDisposable
     /// <summary>Bytes currently held by the block cache (including memtables charged to it).</summary>
     public long BlockCacheUsage => (long)BlockCache.GetUsage();
 
-    /// <summary>Options of a database: WAL is not used (durability comes from checkpoints), shared write-buffer budget.</summary>
+    /// <summary>
+    /// Options of a database: WAL is not used (durability comes from checkpoints), shared write-buffer budget, and SST
+    /// files written back every <see cref="BytesPerSync"/> as flushes and compactions write them.
+    /// </summary>
     public DbOptions CreateDbOptions()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
@@ -58,6 +68,7 @@ public sealed class RocksDbResources : IDisposable
             .SetCreateIfMissing(true)
             .SetCreateMissingColumnFamilies(true)
             .IncreaseParallelism(Options.BackgroundThreads)
+            .SetBytesPerSync(BytesPerSync)
             .SetMaxOpenFiles(-1)
             .SetInfoLogLevel(InfoLogLevel.Warn)
             .SetKeepLogFileNum(2);
