@@ -71,6 +71,42 @@ public sealed class ChangelogTests
     }
 
     [Fact]
+    public async Task A_checkpoint_completes_while_the_keyed_subtasks_mailbox_is_busy_after_the_barrier()
+    {
+        var name = $"busy-mailbox-{Guid.NewGuid():N}";
+        var gate = MaterializationGate.For(name);
+        await using var cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions
+        {
+            Silos = 1,
+            ConfigureServices = services => services.AddSingleton<ICheckpointStorage>(sp => new GatedStorage(sp.GetRequiredService<IOptions<StreamGrainsOptions>>().Value.CheckpointStorage.Create(), gate)),
+        });
+        var client = cluster.Client;
+
+        // Segments are sealed only at barriers, so the first changelog upload after checkpoint 1 is checkpoint 2's tail.
+        var jobId = await cluster.SubmitAsync<BusyMailboxJob>(JobParameters.Empty.With("name", name), parallelism: 1, configure: static s => ChangelogCheckpointed(s) with
+        {
+            Checkpointing = ChangelogCheckpointed(s).Checkpointing with { Interval = TimeSpan.FromDays(1), MaterializationInterval = TimeSpan.FromMinutes(10), ChangelogSegmentInterval = TimeSpan.FromMinutes(10), ChangelogSegmentBytes = 256 << 20 },
+        });
+        await client.WaitForStateAsync(jobId, JobState.Running, Timeout);
+        Assert.Equal(CheckpointOutcome.Completed, (await client.TriggerCheckpointAsync(jobId, Timeout)).Outcome);
+        var tailHeld = gate.Hold(static path => path.Contains($"/changelog/{BusyMailboxJob.KeyedUid}/0/log/", StringComparison.Ordinal));
+        var checkpoint = client.TriggerCheckpointAsync(jobId, Timeout);
+        await tailHeld.WaitAsync(Timeout);
+
+        // The barrier has passed the keyed subtask (its tail is uploading). Now user code holds its mailbox, as a long
+        // RocksDB write stall or a materialization's local checkpoint would; then the tail's upload finishes.
+        var busy = BusyMailboxJob.HoldNextRecord(name);
+        await busy.Held.WaitAsync(Timeout);
+        gate.Release();
+        var completed = await checkpoint;
+        var completedWhileBusy = !busy.Released.IsCompleted;
+        busy.Release();
+
+        Assert.True(completed.Outcome == CheckpointOutcome.Completed, $"checkpoint {completed.CheckpointId}: {completed.Outcome} ({completed.FailureMessage})");
+        Assert.True(completedWhileBusy, "the checkpoint was acknowledged only once the mailbox was free again");
+    }
+
+    [Fact]
     public async Task Stop_with_savepoint_in_changelog_mode_restores_at_parallelism_2_5_1_3_across_mode_switches_with_exact_state_and_timers_once()
     {
         var name = $"changelog-rescale-{Guid.NewGuid():N}";
@@ -401,6 +437,12 @@ public sealed class ChangelogTests
         {
             await gate.BeforeUploadAsync(path);
             return await Inner.UploadFileAsync(localPath, path, cancellationToken);
+        }
+
+        public override async Task WriteAsync(string path, ReadOnlyMemory<byte> content, bool overwrite, CancellationToken cancellationToken)
+        {
+            await gate.BeforeUploadAsync(path);
+            await Inner.WriteAsync(path, content, overwrite, cancellationToken);
         }
     }
 }

@@ -154,3 +154,73 @@ public sealed class OverwriteJob : IStreamJob
         }
     }
 }
+
+/// <summary>
+/// A steady trickle of keyed records whose keyed function can be made to hold its subtask's mailbox: after
+/// <see cref="HoldNextRecord"/> the next record blocks until released (at most a minute). Parameters: name.
+/// </summary>
+public sealed class BusyMailboxJob : IStreamJob
+{
+    public const string KeyedUid = "busy";
+    private static readonly ValueStateDescriptor<long> Count = new("count");
+    private static readonly ConcurrentDictionary<string, Hold> Holds = new();
+
+    /// <summary>Makes the next record of job <paramref name="name"/> hold the mailbox.</summary>
+    public static Hold HoldNextRecord(string name) => Holds[name] = new Hold();
+
+    public void Build(StreamBuilder builder, JobParameters parameters)
+    {
+        var name = parameters.GetString("name", KeyedUid);
+        builder.Source(new GeneratorSource<long>(static i => i) { Count = 100_000_000, RecordsPerSecond = 1_000 })
+            .Uid("numbers")
+            .Parallelism(1)
+            .KeyBy(static i => i % 100)
+            .Process(new Counting(name))
+            .Uid(KeyedUid)
+            .Parallelism(1)
+            .Sink(new DiscardSink<long>())
+            .Uid("out");
+    }
+
+    public sealed class Hold
+    {
+        private readonly TaskCompletionSource _held = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        /// <summary>Completes when a record holds the mailbox.</summary>
+        public Task Held => _held.Task;
+
+        /// <summary>Completes when the mailbox is free again.</summary>
+        public Task Released => _released.Task;
+
+        public void Release() => _released.TrySetResult();
+
+        internal void Block()
+        {
+            if (_held.TrySetResult())
+            {
+                _released.Task.Wait(TimeSpan.FromMinutes(1));
+                _released.TrySetResult();
+            }
+        }
+    }
+
+    private sealed class Counting(string name) : KeyedProcessFunction<long, long, long>
+    {
+        private IValueState<long>? _count;
+
+        public override void Open(IKeyedRuntimeContext context) => _count = context.GetValueState(Count);
+
+        public override void ProcessElement(long value, IKeyedProcessContext<long> context, ICollector<long> output)
+        {
+            if (Holds.TryRemove(name, out var hold))
+            {
+                hold.Block();
+            }
+
+            var count = _count!.Get() + 1;
+            _count.Update(count);
+            output.Collect(count);
+        }
+    }
+}

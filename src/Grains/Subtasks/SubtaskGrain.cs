@@ -144,11 +144,12 @@ internal sealed class SubtaskGrain(
     void ISubtaskListener.OnFailed(SubtaskId subtask, JobFailure failure) =>
         _ = GrainFactory.GetGrain<IJobGrain>(subtask.Job.Value).OnSubtaskFailed(subtask, failure);
 
+    // Called from the thread pool (a checkpoint's asynchronous part), not on the grain's turn: the silo's grain factory.
     void ISubtaskListener.OnCheckpointAcknowledged(SubtaskCheckpointAck ack) =>
-        _ = GrainFactory.GetGrain<ICheckpointCoordinatorGrain>(ack.Subtask.Job.Value).Acknowledge(ack.Subtask.Attempt, ack);
+        _ = services.GetRequiredService<IGrainFactory>().GetGrain<ICheckpointCoordinatorGrain>(ack.Subtask.Job.Value).Acknowledge(ack.Subtask.Attempt, ack);
 
     void ISubtaskListener.OnCheckpointDeclined(SubtaskId subtask, long checkpointId, string reason) =>
-        _ = GrainFactory.GetGrain<ICheckpointCoordinatorGrain>(subtask.Job.Value).Decline(subtask.Attempt, checkpointId, subtask, reason);
+        _ = services.GetRequiredService<IGrainFactory>().GetGrain<ICheckpointCoordinatorGrain>(subtask.Job.Value).Decline(subtask.Attempt, checkpointId, subtask, reason);
 
     private SubtaskRunner Runner
     {

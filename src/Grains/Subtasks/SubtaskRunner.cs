@@ -544,8 +544,11 @@ internal sealed class SubtaskRunner : IAsyncDisposable
         var watch = Stopwatch.StartNew();
         try
         {
+            // The acknowledgement is sent from the thread pool, not from the grain's turn: the mailbox may be busy for a
+            // while after the barrier (a materialization's RocksDB checkpoint, a write stall), and the checkpoint must not
+            // wait for it.
             var token = _stopping.Token;
-            var results = await Task.Run(() => Task.WhenAll(pending.Select(p => p.CompleteAsync(token))), token);
+            var results = await Task.Run(() => Task.WhenAll(pending.Select(p => p.CompleteAsync(token))), token).ConfigureAwait(false);
             if (_disposed)
             {
                 return;

@@ -51,7 +51,11 @@ public sealed class SealedSegment
     private async Task<StateFile> Start()
     {
         var content = _content ?? throw new InvalidOperationException($"Changelog segment {Sequence} was uploaded already.");
-        var file = await _upload(content);
+
+        // On the thread pool, and completing there: sealed on a grain's mailbox, the upload would otherwise run its
+        // continuations (and a filesystem's fsync) on the grain's scheduler, between the mailbox's turns, and a checkpoint
+        // waiting for it would wait for the mailbox.
+        var file = await Task.Run(() => _upload(content)).ConfigureAwait(false);
         _content = null;
         return file;
     }
@@ -199,7 +203,6 @@ public sealed class StateChangelogWriter : IStateChangeLogger
         await Uploads.WaitAsync(_stopped);
         try
         {
-            await Task.Yield();
             await _storage.WriteAsync(path, content, overwrite: true, _stopped);
             Interlocked.Add(ref _pendingUploadBytes, -content.Length);
             return new StateFile { Name = string.Create(CultureInfo.InvariantCulture, $"{sequence:D10}.log"), Path = path, Length = content.Length, Shared = true };
