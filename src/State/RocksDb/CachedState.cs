@@ -25,9 +25,8 @@ internal interface ICachedState
 /// One value per key (value, list and reducing state), read through and written back via the backend's cache.
 /// </summary>
 /// <remarks>
-/// Logging and writing back are separate: a changed entry is logged once (at the latest when it is written back) and
-/// may be logged earlier by <see cref="LogUnlogged"/>, so changelog mode streams changes every segment interval while
-/// the cache keeps merging updates of hot keys until it is full or a materialization writes it back.
+/// Logging and writing back are separate: a changed entry is logged once, when it is written back or earlier by
+/// <see cref="LogUnlogged"/>, so a changelog checkpoint's barrier can log the cache's changes without a RocksDB write.
 /// </remarks>
 internal abstract class CachedState<TKey, TValue> : ICachedState, ISpanDeserializer<CachedState<TKey, TValue>.Found>
     where TKey : notnull

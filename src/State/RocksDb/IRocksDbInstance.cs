@@ -14,7 +14,7 @@ public interface IRocksDbInstance
 
     /// <summary>
     /// Passes the cache's changes that are not in the <see cref="ChangeLogger"/> yet to it, without writing them into the
-    /// database (changelog mode streams them while the cache goes on merging updates).
+    /// database (a changelog checkpoint's barrier: no RocksDB write, and so no write stall, in its synchronous part).
     /// </summary>
     void LogCachedChanges();
 
