@@ -29,6 +29,7 @@ internal sealed class SubtaskGrain(
     Orleans.Serialization.Serializer serializer,
     IBatchTransport transport,
     TimeProvider time,
+    IGrainFactory siloGrainFactory,
     ILogger<SubtaskGrain> logger) : Grain, ISubtaskGrain, ISubtaskListener
 {
     private static readonly TimeSpan HeartbeatInterval = TimeSpan.FromSeconds(2);
@@ -144,12 +145,13 @@ internal sealed class SubtaskGrain(
     void ISubtaskListener.OnFailed(SubtaskId subtask, JobFailure failure) =>
         _ = GrainFactory.GetGrain<IJobGrain>(subtask.Job.Value).OnSubtaskFailed(subtask, failure);
 
-    // Called from the thread pool (a checkpoint's asynchronous part), not on the grain's turn: the silo's grain factory.
+    // Called from the thread pool (a checkpoint's asynchronous part), not on the grain's turn, where the grain's own
+    // GrainFactory does not deliver calls: the silo's grain factory.
     void ISubtaskListener.OnCheckpointAcknowledged(SubtaskCheckpointAck ack) =>
-        _ = services.GetRequiredService<IGrainFactory>().GetGrain<ICheckpointCoordinatorGrain>(ack.Subtask.Job.Value).Acknowledge(ack.Subtask.Attempt, ack);
+        _ = siloGrainFactory.GetGrain<ICheckpointCoordinatorGrain>(ack.Subtask.Job.Value).Acknowledge(ack.Subtask.Attempt, ack);
 
     void ISubtaskListener.OnCheckpointDeclined(SubtaskId subtask, long checkpointId, string reason) =>
-        _ = services.GetRequiredService<IGrainFactory>().GetGrain<ICheckpointCoordinatorGrain>(subtask.Job.Value).Decline(subtask.Attempt, checkpointId, subtask, reason);
+        _ = siloGrainFactory.GetGrain<ICheckpointCoordinatorGrain>(subtask.Job.Value).Decline(subtask.Attempt, checkpointId, subtask, reason);
 
     private SubtaskRunner Runner
     {

@@ -56,27 +56,18 @@ internal abstract class CachedState<TKey, TValue> : ICachedState, ISpanDeseriali
                 continue;
             }
 
+            var encoded = EncodeValue(entry, scratch);
             if (entry.Present)
             {
-                scratch.ResetWrittenCount();
-                Encode(entry.Value!, scratch);
-                batch.Put(key, scratch.WrittenSpan, ColumnFamily);
-                if (!entry.Logged)
-                {
-                    Backend.LogChange(ChangeKind.Put, ColumnFamily, key, scratch.WrittenSpan);
-                }
+                batch.Put(key, encoded, ColumnFamily);
             }
             else
             {
                 batch.Delete(key, ColumnFamily);
-                if (!entry.Logged)
-                {
-                    Backend.LogChange(ChangeKind.Delete, ColumnFamily, key, []);
-                }
             }
 
+            Log(entry, encoded);
             entry.Dirty = false;
-            entry.Logged = true;
         }
 
         // Every unlogged entry was dirty (a write makes it both), so all are logged now.
@@ -88,18 +79,7 @@ internal abstract class CachedState<TKey, TValue> : ICachedState, ISpanDeseriali
         var scratch = Backend.ValueScratch;
         foreach (var entry in _unlogged)
         {
-            if (entry.Present)
-            {
-                scratch.ResetWrittenCount();
-                Encode(entry.Value!, scratch);
-                Backend.LogChange(ChangeKind.Put, ColumnFamily, entry.Key, scratch.WrittenSpan);
-            }
-            else
-            {
-                Backend.LogChange(ChangeKind.Delete, ColumnFamily, entry.Key, []);
-            }
-
-            entry.Logged = true;
+            Log(entry, EncodeValue(entry, scratch));
         }
 
         _unlogged.Clear();
@@ -173,6 +153,29 @@ internal abstract class CachedState<TKey, TValue> : ICachedState, ISpanDeseriali
         entry.Value = default;
         entry.Present = false;
         Changed(entry);
+    }
+
+    /// <summary>The entry's value encoded into <paramref name="scratch"/>; empty for an absent value.</summary>
+    private ReadOnlySpan<byte> EncodeValue(Entry entry, ArrayBufferWriter<byte> scratch)
+    {
+        if (!entry.Present)
+        {
+            return [];
+        }
+
+        scratch.ResetWrittenCount();
+        Encode(entry.Value!, scratch);
+        return scratch.WrittenSpan;
+    }
+
+    /// <summary>Logs the entry's put or delete unless its current value is logged already.</summary>
+    private void Log(Entry entry, ReadOnlySpan<byte> encoded)
+    {
+        if (!entry.Logged)
+        {
+            Backend.LogChange(entry.Present ? ChangeKind.Put : ChangeKind.Delete, ColumnFamily, entry.Key, encoded);
+            entry.Logged = true;
+        }
     }
 
     private void Changed(Entry entry)
