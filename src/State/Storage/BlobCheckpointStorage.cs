@@ -56,7 +56,6 @@ public sealed class BlobCheckpointStorage : ICheckpointStorage
 
     /// <summary>The service returns a range's MD5 only for ranges up to 4 MiB.</summary>
     private const int MaxMd5RangeBytes = 4 << 20;
-    private const int DownloadBufferBytes = 1 << 20;
 
     private readonly BlobContainerClient _container;
     private readonly string _prefix;
@@ -224,12 +223,12 @@ public sealed class BlobCheckpointStorage : ICheckpointStorage
             long length;
             string checksum;
 
-            // Buffered: the SDK hands over small chunks, which then cost a memory copy each, not a write each.
-            await using (var file = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None, DownloadBufferBytes, FileOptions.Asynchronous))
+            // Written in 1 MiB blocks (the SDK hands over small chunks) and past the page cache (see LocalFileWriter).
+            await using (var file = LocalFileWriter.Create(temporary))
             {
                 var hashing = new HashingWriteStream(file, MetricsKind);
                 await blob.DownloadToAsync(hashing, DownloadOptions(validateTransfer), cancellationToken);
-                await file.FlushAsync(cancellationToken);
+                await file.CompleteAsync(flushToDisk: false, cancellationToken);
                 (length, checksum) = (hashing.Length, hashing.Checksum);
             }
 

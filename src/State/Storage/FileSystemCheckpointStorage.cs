@@ -3,7 +3,6 @@ using System.Globalization;
 using System.IO.Hashing;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using Microsoft.Win32.SafeHandles;
 
 namespace StreamGrains.State.Storage;
 
@@ -20,7 +19,6 @@ namespace StreamGrains.State.Storage;
 public sealed partial class FileSystemCheckpointStorage : ICheckpointStorage
 {
     private const int CopyBufferSize = 1 << 20;
-    private const long WriteBackWindow = 8 << 20;
     private const string TemporaryPrefix = ".tmp-";
     private readonly string _root;
 
@@ -483,87 +481,30 @@ public sealed partial class FileSystemCheckpointStorage : ICheckpointStorage
     private static string TemporaryNextTo(string path) => Path.Combine(Path.GetDirectoryName(path)!, $"{TemporaryPrefix}{Guid.NewGuid():N}");
 
     /// <summary>Copies a file to a new file while hashing it, flushes the copy to disk, returns its length and XxHash64.</summary>
+    /// <remarks>The copy is written past the page cache where it can be (see <see cref="LocalFileWriter"/>).</remarks>
     private static async Task<(long Length, string Checksum)> CopyHashingAsync(string source, string destination, CancellationToken cancellationToken)
     {
         var hash = new XxHash64();
         var buffer = ArrayPool<byte>.Shared.Rent(CopyBufferSize);
-        long length = 0;
         try
         {
             await using var input = new FileStream(source, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.Asynchronous | FileOptions.SequentialScan);
-            await using var output = new FileStream(destination, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1, FileOptions.Asynchronous);
-            var handle = output.SafeFileHandle;
+            await using var output = LocalFileWriter.Create(destination);
             int read;
-            (long Offset, long Length) window = (0, 0);
             while ((read = await input.ReadAsync(buffer.AsMemory(0, CopyBufferSize), cancellationToken)) > 0)
             {
                 hash.Append(buffer.AsSpan(0, read));
                 await output.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
-                length += read;
-                var next = window.Offset + window.Length;
-                if (length - next >= WriteBackWindow)
-                {
-                    WriteBack(handle, window, (next, length - next), destination);
-                    window = (next, length - next);
-                }
             }
 
-            output.Flush(flushToDisk: true);
+            await output.CompleteAsync(flushToDisk: true, cancellationToken);
+            return (output.Length, Checksums.ToHex(hash.GetCurrentHashAsUInt64()));
         }
         finally
         {
             ArrayPool<byte>.Shared.Return(buffer);
         }
-
-        return (length, Checksums.ToHex(hash.GetCurrentHashAsUInt64()));
     }
-
-    /// <summary>
-    /// Has the kernel write window <paramref name="current"/> of a file being copied to disk now, and waits until window
-    /// <paramref name="previous"/> is on disk (Linux only; elsewhere nothing). A large copy then leaves at most
-    /// two windows of dirty pages behind instead of the whole file until its final flush: on ext4 every fsync commits the
-    /// journal, which waits for other files' dirty data, so a copy of hundreds of MB made the small writes that checkpoints
-    /// wait for (changelog segments, manifests) take hundreds of milliseconds. The same as RocksDB's bytes_per_sync.
-    /// </summary>
-    /// <remarks>
-    /// A write-back error is reported once, to the first caller that waits for it: it is thrown here, or the final fsync
-    /// would not see it and a damaged copy would count as stored. Only "not supported" is ignored.
-    /// </remarks>
-    private static void WriteBack(SafeFileHandle file, (long Offset, long Length) previous, (long Offset, long Length) current, string path)
-    {
-        if (!OperatingSystem.IsLinux())
-        {
-            return;
-        }
-
-        try
-        {
-            const uint waitBefore = 1, write = 2, waitAfter = 4;
-            if (previous.Length > 0)
-            {
-                Check(SyncFileRange(file, previous.Offset, previous.Length, waitBefore | write | waitAfter), path);
-            }
-
-            Check(SyncFileRange(file, current.Offset, current.Length, write), path);
-        }
-        catch (Exception ex) when (ex is DllNotFoundException or EntryPointNotFoundException)
-        {
-            // A libc without sync_file_range: the final flush writes everything.
-        }
-
-        static void Check(int result, string path)
-        {
-            // This file or filesystem cannot do it: the final flush writes everything.
-            const int invalid = 22, pipe = 29, notImplemented = 38, notSupported = 95;
-            if (result != 0 && Marshal.GetLastPInvokeError() is var errno && errno is not (invalid or pipe or notImplemented or notSupported))
-            {
-                throw new IOException($"Writing '{path}' to disk failed (errno {errno}).");
-            }
-        }
-    }
-
-    [LibraryImport("libc", EntryPoint = "sync_file_range", SetLastError = true)]
-    private static partial int SyncFileRange(SafeFileHandle file, long offset, long length, uint flags);
 
     /// <summary>Gives <paramref name="temporary"/>'s content the name <paramref name="target"/> unless that exists, atomically; false when it exists.</summary>
     /// <remarks>
