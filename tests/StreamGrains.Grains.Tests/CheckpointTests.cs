@@ -219,8 +219,9 @@ public sealed class CheckpointTests
         await using var _ = cluster;
         var client = cluster.Client;
 
-        // The restart's check that the checkpoint's files exist fails as an unreachable storage would.
-        checks.FailNext(1);
+        // The restart's checks that the checkpoint's files exist fail as an unreachable storage's would: the listing (which
+        // then only costs collecting the failed attempt's files) and the question for the first file asked one by one.
+        checks.FailNext(2);
         ResultStore.Arm(name);
         var recovered = await client.WaitForAsync(jobId, static s => s.Attempt >= 2 && s.State == JobState.Running, Timeout);
         var kept = await StorageOf(cluster).ExistsAsync(recovered.RestoredFrom!, CancellationToken.None);
@@ -528,7 +529,7 @@ public sealed class CheckpointTests
         }
     }
 
-    /// <summary>Storage whose downloads (and, with <paramref name="checks"/>, existence checks) fail, while an outage lasts, as an unreachable storage's do.</summary>
+    /// <summary>Storage whose downloads (and, with <paramref name="checks"/>, listings and existence checks) fail, while an outage lasts, as an unreachable storage's do.</summary>
     private sealed class OutageStorage(ICheckpointStorage inner, DownloadOutage outage, DownloadOutage? checks = null) : DelegatingCheckpointStorage(inner)
     {
         public const string Message = "injected outage: the storage service is unreachable";
@@ -542,6 +543,11 @@ public sealed class CheckpointTests
             checks?.Take() == true
                 ? throw new CheckpointStorageException($"{Message} (checking '{path}')", new IOException(Message))
                 : Inner.ExistsAsync(path, cancellationToken);
+
+        public override IAsyncEnumerable<StoredObject> ListAsync(string prefix, CancellationToken cancellationToken) =>
+            checks?.Take() == true
+                ? throw new CheckpointStorageException($"{Message} (listing '{prefix}')", new IOException(Message))
+                : Inner.ListAsync(prefix, cancellationToken);
     }
 
     /// <summary>Storage whose downloads take a while, so that restores are slow enough to race with sources.</summary>
