@@ -473,7 +473,29 @@ public sealed class CheckpointTests
     /// A 2-silo cluster whose checkpoint storage fails downloads (and existence checks) while the given outages last,
     /// running a resilient count job with one completed checkpoint (nothing linked, no local recovery).
     /// </summary>
-    private static async Task<(StreamGrainsCluster Cluster, JobId JobId, CheckpointStats Checkpoint)> CheckpointedBehindOutageAsync(string name, DownloadOutage downloads, DownloadOutage? checks)
+    [Fact]
+    public async Task A_listing_that_comes_back_empty_at_a_restart_does_not_count_as_missing_files()
+    {
+        var name = $"empty-listing-{Guid.NewGuid():N}";
+        var empty = new DownloadOutage();
+        var (cluster, jobId, checkpoint) = await CheckpointedBehindOutageAsync(name, new DownloadOutage(), checks: null, emptyListings: empty);
+        await using var _ = cluster;
+        var client = cluster.Client;
+
+        // The restart's listing shows nothing, as a filesystem root that cannot be searched or a Blob container that is
+        // gone would show; the files are there, and each file the listing did not show is asked for.
+        empty.FailNext(1);
+        ResultStore.Arm(name);
+        var recovered = await client.WaitForAsync(jobId, static s => s.Attempt >= 2 && s.State == JobState.Running, Timeout);
+        await client.CancelAsync(jobId);
+
+        Assert.Equal(0, empty.Remaining);
+        Assert.Equal(1, recovered.Restarts);
+        Assert.DoesNotContain(recovered.Warnings, static w => w.Contains("cannot be restored", StringComparison.Ordinal));
+        Assert.EndsWith($"chk-{checkpoint.CheckpointId}/_manifest.json", recovered.RestoredFrom, StringComparison.Ordinal);
+    }
+
+    private static async Task<(StreamGrainsCluster Cluster, JobId JobId, CheckpointStats Checkpoint)> CheckpointedBehindOutageAsync(string name, DownloadOutage downloads, DownloadOutage? checks, DownloadOutage? emptyListings = null)
     {
         var cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions
         {
@@ -481,7 +503,8 @@ public sealed class CheckpointTests
             ConfigureServices = services => services.AddSingleton<ICheckpointStorage>(sp => new OutageStorage(
                 new FileSystemCheckpointStorage(sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<StreamGrainsOptions>>().Value.CheckpointStorage.Path) { LinkOnRestore = false },
                 downloads,
-                checks)),
+                checks,
+                emptyListings)),
         });
         try
         {
@@ -529,8 +552,11 @@ public sealed class CheckpointTests
         }
     }
 
-    /// <summary>Storage whose downloads (and, with <paramref name="checks"/>, listings and existence checks) fail, while an outage lasts, as an unreachable storage's do.</summary>
-    private sealed class OutageStorage(ICheckpointStorage inner, DownloadOutage outage, DownloadOutage? checks = null) : DelegatingCheckpointStorage(inner)
+    /// <summary>
+    /// Storage whose downloads (and, with <paramref name="checks"/>, listings and existence checks) fail, while an outage
+    /// lasts, as an unreachable storage's do; with <paramref name="emptyListings"/>, listings show nothing meanwhile.
+    /// </summary>
+    private sealed class OutageStorage(ICheckpointStorage inner, DownloadOutage outage, DownloadOutage? checks = null, DownloadOutage? emptyListings = null) : DelegatingCheckpointStorage(inner)
     {
         public const string Message = "injected outage: the storage service is unreachable";
 
@@ -545,9 +571,9 @@ public sealed class CheckpointTests
                 : Inner.ExistsAsync(path, cancellationToken);
 
         public override IAsyncEnumerable<StoredObject> ListAsync(string prefix, CancellationToken cancellationToken) =>
-            checks?.Take() == true
-                ? throw new CheckpointStorageException($"{Message} (listing '{prefix}')", new IOException(Message))
-                : Inner.ListAsync(prefix, cancellationToken);
+            checks?.Take() == true ? throw new CheckpointStorageException($"{Message} (listing '{prefix}')", new IOException(Message))
+            : emptyListings?.Take() == true ? AsyncEnumerable.Empty<StoredObject>()
+            : Inner.ListAsync(prefix, cancellationToken);
     }
 
     /// <summary>Storage whose downloads take a while, so that restores are slow enough to race with sources.</summary>

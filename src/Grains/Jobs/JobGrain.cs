@@ -738,7 +738,7 @@ internal sealed class JobGrain(
     /// storage holds a manifest that is not among the retained checkpoints (one the coordinator could not read, or of a
     /// newer format), nothing is deleted.
     /// </summary>
-    /// <returns>Every path stored under the job's prefix, or null when the listing did not complete.</returns>
+    /// <returns>Every path the listing showed, or null when it did not complete.</returns>
     private async Task<IReadOnlySet<string>?> CollectOrphansAsync(IEnumerable<CompletedCheckpoint> retained)
     {
         var checkpoints = retained.ToList();
@@ -748,15 +748,11 @@ internal sealed class JobGrain(
         var changelog = SnapshotLayout.ChangelogDirectory(Id.Value) + "/";
         var orphans = new List<string>();
         var listed = new HashSet<string>(StringComparer.Ordinal);
-        var jobPrefix = Id.Value + "/";
         try
         {
             await foreach (var stored in storage.ListAsync(Id.Value, CancellationToken.None))
             {
-                if (stored.Path.StartsWith(jobPrefix, StringComparison.Ordinal))
-                {
-                    listed.Add(stored.Path);
-                }
+                listed.Add(stored.Path);
 
                 if (SnapshotLayout.CheckpointIdOfManifest(Id.Value, stored.Path) is not null && !manifests.Contains(stored.Path))
                 {
@@ -815,24 +811,19 @@ internal sealed class JobGrain(
     }
 
     /// <summary>
-    /// A file of <paramref name="manifest"/> that storage does not have, or null. Files under the job's prefix are looked
-    /// up in <paramref name="stored"/> (the listing made just before, when it completed); the others (a restored
-    /// savepoint's, another job's) are asked for one by one, 16 at a time. A changelog checkpoint refers to a hundred
-    /// files or more, and on Blob storage each question is a request the restart waits for.
+    /// A file of <paramref name="manifest"/> that storage does not have, or null. Files in <paramref name="stored"/> (the
+    /// listing made just before, when it completed) are there; the others are asked for one by one, 16 at a time: those
+    /// elsewhere (a restored savepoint's), and those the listing did not show, because an empty listing may also mean a
+    /// storage that cannot be reached or a container that is gone, which a question tells apart (it throws) and a
+    /// checkpoint must not be given up for. A changelog checkpoint refers to a hundred files or more, and on Blob
+    /// storage each question is a request the restart waits for.
     /// </summary>
     private async Task<string?> FindMissingFileAsync(CheckpointManifest manifest, IReadOnlySet<string>? stored)
     {
         var paths = manifest.Files().Select(static f => f.Path).Distinct(StringComparer.Ordinal).ToList();
         if (stored is not null)
         {
-            var jobPrefix = Id.Value + "/";
-            var unlisted = paths.FirstOrDefault(p => p.StartsWith(jobPrefix, StringComparison.Ordinal) && !stored.Contains(p));
-            if (unlisted is not null)
-            {
-                return unlisted;
-            }
-
-            paths.RemoveAll(p => p.StartsWith(jobPrefix, StringComparison.Ordinal));
+            paths.RemoveAll(stored.Contains);
         }
 
         foreach (var chunk in paths.Chunk(16))
