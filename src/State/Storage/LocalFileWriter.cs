@@ -39,6 +39,7 @@ internal sealed partial class LocalFileWriter : Stream
     private Task _writing = Task.CompletedTask;
     private (long Offset, long Length) _window;
     private bool _completed;
+    private bool _disposed;
 
     private LocalFileWriter(string path, SafeFileHandle handle, bool direct)
     {
@@ -62,7 +63,7 @@ internal sealed partial class LocalFileWriter : Stream
     public override bool CanSeek => false;
 
     /// <inheritdoc />
-    public override bool CanWrite => !_completed;
+    public override bool CanWrite => !_completed && !_disposed;
 
     /// <inheritdoc />
     public override long Length => _length;
@@ -176,23 +177,35 @@ internal sealed partial class LocalFileWriter : Stream
         {
             await _writing;
         }
-        catch (Exception ex) when (ex is IOException or OperationCanceledException)
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or OperationCanceledException)
         {
             // The caller saw it, or gave up on the file: it is incomplete either way.
         }
-
-        await base.DisposeAsync();
+        finally
+        {
+            await base.DisposeAsync();
+        }
     }
 
     /// <inheritdoc />
     protected override void Dispose(bool disposing)
     {
-        if (disposing)
+        if (disposing && !_disposed)
         {
+            _disposed = true;
             if (!_writing.IsCompleted)
             {
                 // A block is still being written from a buffer: the buffers are not returned while the kernel may read them.
-                _writing.ContinueWith(static (_, state) => ((LocalFileWriter)state!).Release(), this, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+                _writing.ContinueWith(
+                    static (write, state) =>
+                    {
+                        _ = write.Exception; // observed: nobody waits for the file any more
+                        ((LocalFileWriter)state!).Release();
+                    },
+                    this,
+                    CancellationToken.None,
+                    TaskContinuationOptions.ExecuteSynchronously,
+                    TaskScheduler.Default);
             }
             else
             {
@@ -219,6 +232,7 @@ internal sealed partial class LocalFileWriter : Stream
 
     private void ThrowIfCompleted()
     {
+        ObjectDisposedException.ThrowIf(_disposed, this);
         if (_completed)
         {
             throw new InvalidOperationException($"'{_path}' is complete: nothing more can be written to it.");
@@ -244,12 +258,13 @@ internal sealed partial class LocalFileWriter : Stream
         _blocksWritten += BlockBytes;
         _current ^= 1;
         _filled = 0;
-        _writing = WriteBlockAsync(block, offset, cancellationToken);
+        _writing = WriteBlockAsync(block, offset);
     }
 
-    private async Task WriteBlockAsync(ReadOnlyMemory<byte> block, long offset, CancellationToken cancellationToken)
+    /// <summary>Writes an accepted block; not cancellable (the caller's token may be one of a call that has returned).</summary>
+    private async Task WriteBlockAsync(ReadOnlyMemory<byte> block, long offset)
     {
-        await RandomAccess.WriteAsync(_handle, block, offset, cancellationToken);
+        await RandomAccess.WriteAsync(_handle, block, offset, CancellationToken.None);
         if (!_direct)
         {
             var written = offset + block.Length;
