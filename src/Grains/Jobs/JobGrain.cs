@@ -794,7 +794,6 @@ internal sealed class JobGrain(
                 }
             }
         });
-        listed.ExceptWith(orphans);
         return listed;
     }
 

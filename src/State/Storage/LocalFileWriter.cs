@@ -117,13 +117,14 @@ internal sealed partial class LocalFileWriter : Stream
     /// <inheritdoc />
     public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
     {
+        cancellationToken.ThrowIfCancellationRequested();
         while (!buffer.IsEmpty)
         {
             var taken = Append(buffer.Span);
             buffer = buffer[taken..];
             if (_filled == BlockBytes)
             {
-                await StartBlockWrite(BlockBytes, cancellationToken);
+                await StartBlockWrite(BlockBytes);
             }
         }
     }
@@ -139,13 +140,14 @@ internal sealed partial class LocalFileWriter : Stream
     /// </summary>
     public async Task CompleteAsync(bool flushToDisk, CancellationToken cancellationToken)
     {
+        cancellationToken.ThrowIfCancellationRequested();
         ThrowIfCompleted();
         if (_filled > 0)
         {
             // O_DIRECT writes whole aligned blocks: the last one is padded, and the padding cut off below.
             var padded = _direct ? (_filled + Alignment - 1) / Alignment * Alignment : _filled;
             _arrays[_current].AsSpan(_starts[_current] + _filled, padded - _filled).Clear();
-            await StartBlockWrite(padded, cancellationToken);
+            await StartBlockWrite(padded);
         }
 
         await _writing;
@@ -250,7 +252,7 @@ internal sealed partial class LocalFileWriter : Stream
     }
 
     /// <summary>Waits for the previous block's write, then starts writing the current buffer's first <paramref name="bytes"/> and switches buffers.</summary>
-    private async Task StartBlockWrite(int bytes, CancellationToken cancellationToken = default)
+    private async Task StartBlockWrite(int bytes)
     {
         await _writing;
         var block = _arrays[_current].AsMemory(_starts[_current], bytes);
