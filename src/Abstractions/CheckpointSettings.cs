@@ -31,7 +31,10 @@ public sealed record CheckpointSettings
     /// <summary>How keyed state is checkpointed: incremental RocksDB snapshots (the default) or changelog mode.</summary>
     [Id(7)] public CheckpointMode Mode { get; init; } = CheckpointMode.Incremental;
 
-    /// <summary>Changelog mode: time between background materializations of a subtask's state. Default 3 minutes.</summary>
+    /// <summary>
+    /// Changelog mode: time between background materializations of a subtask's state. A due materialization starts right
+    /// after the next completed checkpoint, so it does not hold up a barrier. Default 3 minutes.
+    /// </summary>
     [Id(8)] public TimeSpan MaterializationInterval { get; init; } = TimeSpan.FromMinutes(3);
 
     /// <summary>Changelog mode: a segment is sealed and uploaded when it reaches this size. Default 4 MiB.</summary>

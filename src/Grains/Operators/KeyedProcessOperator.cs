@@ -123,7 +123,7 @@ internal sealed class KeyedProcessOperator<TKey, TIn, TOut>(KeyedProcessNode<TKe
             if (checkpointing.Mode == CheckpointMode.Changelog)
             {
                 var options = new ChangelogOptions(checkpointing.MaterializationInterval, checkpointing.ChangelogSegmentBytes, checkpointing.ChangelogSegmentInterval);
-                _changelog = new ChangelogSnapshotter(_backend, checkpointStorage, owner, MaterializationRoot(localRoot), owned, checkpointing.LocalRecovery, options, context.Stopping);
+                _changelog = new ChangelogSnapshotter(_backend, checkpointStorage, owner, MaterializationRoot(localRoot), owned, checkpointing.LocalRecovery, options, stopped: context.Stopping);
             }
             else
             {

@@ -8,7 +8,7 @@ using StreamGrains.State.Storage;
 namespace StreamGrains.State.Changelog;
 
 /// <summary>Settings of changelog mode.</summary>
-/// <param name="MaterializationInterval">Time between background materializations.</param>
+/// <param name="MaterializationInterval">Time from one background materialization's start until the next is due (it starts after the next completed checkpoint).</param>
 /// <param name="SegmentBytes">A segment is sealed at this size.</param>
 /// <param name="SegmentInterval">A segment with changes is sealed after this time at most.</param>
 public sealed record ChangelogOptions(TimeSpan MaterializationInterval, int SegmentBytes, TimeSpan SegmentInterval);
@@ -38,9 +38,10 @@ public sealed record ChangelogSnapshot(KeyedStateHandle Handle, long ChangelogBy
 
 /// <summary>
 /// Changelog mode for one RocksDB instance: every mutation goes to a <see cref="StateChangelogWriter"/>; in the
-/// background the instance is materialized every <see cref="ChangelogOptions.MaterializationInterval"/> by an
-/// <see cref="IncrementalSnapshotter"/>; a checkpoint seals the changelog's tail and refers to the latest uploaded
-/// materialization plus the segments written after it.
+/// background the instance is materialized by an <see cref="IncrementalSnapshotter"/>, at most every
+/// <see cref="ChangelogOptions.MaterializationInterval"/> and right after a checkpoint completes (see <see cref="Tick"/>);
+/// a checkpoint seals the changelog's tail and refers to the latest uploaded materialization plus the segments written
+/// after it.
 /// </summary>
 /// <remarks>
 /// <para>Invariants: (1) a materialization covers exactly the segments up to its <see cref="Materialization.UpTo"/>: the
@@ -62,6 +63,8 @@ public sealed class ChangelogSnapshotter
     private readonly IRocksDbInstance _instance;
     private readonly ICheckpointStorage _storage;
     private readonly ChangelogOptions _options;
+    private readonly long _materializationTicks;
+    private readonly TimeProvider _time;
     private readonly CancellationToken _stopped;
     private readonly IncrementalSnapshotter _materializer;
     private readonly StateChangelogWriter _writer;
@@ -75,6 +78,7 @@ public sealed class ChangelogSnapshotter
     private long _lastCheckpointUpTo;
     private long _flushStarted;
     private long _lastSeal;
+    private long _lastCompletion;
 
     /// <summary>Creates the snapshotter and installs its changelog on <paramref name="instance"/>.</summary>
     /// <param name="instance">The backend.</param>
@@ -84,11 +88,12 @@ public sealed class ChangelogSnapshotter
     /// <param name="restored">The handle the instance was restored from, when the job owns its files and it has these key groups.</param>
     /// <param name="keepLocalCopies">Whether to keep the last confirmed materialization locally (local recovery).</param>
     /// <param name="options">Changelog settings.</param>
+    /// <param name="time">The clock of the intervals (default: the system's).</param>
     /// <param name="stopped">
     /// Stops the background uploads (segments and materializations) when the subtask stops: a failed attempt's uploads
     /// would compete with the next attempt's restore for the storage's bandwidth, and nothing would use them.
     /// </param>
-    public ChangelogSnapshotter(IRocksDbInstance instance, ICheckpointStorage storage, SnapshotOwner owner, string localRoot, KeyedStateHandle? restored, bool keepLocalCopies, ChangelogOptions options, CancellationToken stopped = default)
+    public ChangelogSnapshotter(IRocksDbInstance instance, ICheckpointStorage storage, SnapshotOwner owner, string localRoot, KeyedStateHandle? restored, bool keepLocalCopies, ChangelogOptions options, TimeProvider? time = null, CancellationToken stopped = default)
     {
         ArgumentNullException.ThrowIfNull(instance);
         ArgumentNullException.ThrowIfNull(owner);
@@ -97,6 +102,8 @@ public sealed class ChangelogSnapshotter
         _storage = storage;
         _options = options;
         _stopped = stopped;
+        _time = time ?? TimeProvider.System;
+        _materializationTicks = (long)(options.MaterializationInterval.TotalSeconds * _time.TimestampFrequency);
         var prefix = ChangelogPrefix(owner);
         _materializer = new IncrementalSnapshotter(instance, storage, owner, localRoot, restored, keepLocalCopies, privatePrefix: $"{prefix}/mat");
         long lastSequence = -1;
@@ -113,7 +120,7 @@ public sealed class ChangelogSnapshotter
         _publishedUpTo = lastSequence;
         _lastCheckpointUpTo = lastSequence;
         _writer = new StateChangelogWriter(storage, $"{prefix}/log", owner.KeyGroups, options.SegmentBytes, options.SegmentInterval, lastSequence + 1, stopped);
-        _lastMaterializationStarted = Stopwatch.GetTimestamp();
+        _lastMaterializationStarted = _time.GetTimestamp();
         _lastSeal = _lastMaterializationStarted;
         instance.ChangeLogger = _writer;
     }
@@ -149,20 +156,25 @@ public sealed class ChangelogSnapshotter
     /// holds a checkpoint interval's changes (64 Ki entries is seconds of updates) would log them all at the barrier, and
     /// the checkpoint would wait for their upload; and writing it back only when full would hold the mailbox for one
     /// large batch (seconds under a RocksDB write stall) instead of a small one each interval.</para>
-    /// <para>It adopts a finished materialization and starts the next one when it is due. A due materialization first has
-    /// RocksDB flush its memtables in the background, and takes its RocksDB checkpoint (which flushes what was written
-    /// since, on the mailbox) only once that flush is done, so the mailbox pauses for a small flush rather than a full
-    /// one.</para>
+    /// <para>It adopts a finished materialization and starts the next one when it is due and a checkpoint has completed
+    /// since: the materialization then runs in the quiet time between checkpoints. Started at any other moment, its pause
+    /// of the mailbox (the RocksDB checkpoint below) could hold the next barrier, and its burst of writes (flush, upload)
+    /// could slow the next checkpoint's fsyncs: those were the slowest checkpoints of the benchmark. The cost: a
+    /// materialization starts up to one checkpoint interval after it is due, so the tail a restore replays, and the
+    /// changelog kept in storage, can be that much longer.</para>
+    /// <para>A due materialization first has RocksDB flush its memtables in the background, and takes its RocksDB
+    /// checkpoint (which flushes what was written since, on the mailbox) only once that flush is done, so the mailbox
+    /// pauses for a small flush rather than a full one.</para>
     /// </remarks>
     public void Tick()
     {
         Adopt();
-        if (Stopwatch.GetElapsedTime(_lastSeal) >= _options.SegmentInterval)
+        if (_time.GetElapsedTime(_lastSeal) >= _options.SegmentInterval)
         {
             WriteBackAndSeal();
         }
 
-        if (_inFlight is not null || Stopwatch.GetElapsedTime(_lastMaterializationStarted) < _options.MaterializationInterval)
+        if (_inFlight is not null || _time.GetElapsedTime(_lastMaterializationStarted) < _options.MaterializationInterval)
         {
             return;
         }
@@ -176,12 +188,19 @@ public sealed class ChangelogSnapshotter
 
         if (_flushStarted == 0)
         {
+            if (_lastCompletion - _lastMaterializationStarted < _materializationTicks)
+            {
+                // Due, but no checkpoint has completed since: wait for the next one, so the materialization's pause of the
+                // mailbox and its burst of I/O fall right after a checkpoint rather than on the next barrier.
+                return;
+            }
+
             _instance.StartMemTableFlush();
-            _flushStarted = Stopwatch.GetTimestamp();
+            _flushStarted = _time.GetTimestamp();
             return;
         }
 
-        if (_instance.MemTableFlushInProgress && Stopwatch.GetElapsedTime(_flushStarted) < MaxFlushWait)
+        if (_instance.MemTableFlushInProgress && _time.GetElapsedTime(_flushStarted) < MaxFlushWait)
         {
             return;
         }
@@ -245,7 +264,13 @@ public sealed class ChangelogSnapshotter
     /// </summary>
     public Task Completed(long checkpointId)
     {
-        if (!_pending.Remove(checkpointId, out var entry) || !entry.Materialization.IsCompletedSuccessfully)
+        if (!_pending.Remove(checkpointId, out var entry))
+        {
+            return Task.CompletedTask;
+        }
+
+        _lastCompletion = _time.GetTimestamp();
+        if (!entry.Materialization.IsCompletedSuccessfully)
         {
             return Task.CompletedTask;
         }
@@ -302,7 +327,7 @@ public sealed class ChangelogSnapshotter
     private long LogAndSeal()
     {
         _instance.LogCachedChanges();
-        _lastSeal = Stopwatch.GetTimestamp();
+        _lastSeal = _time.GetTimestamp();
         return _writer.Seal();
     }
 
@@ -334,7 +359,7 @@ public sealed class ChangelogSnapshotter
 
     private Task<Materialization> StartMaterialization()
     {
-        _lastMaterializationStarted = Stopwatch.GetTimestamp();
+        _lastMaterializationStarted = _time.GetTimestamp();
         _flushStarted = 0;
         var watch = Stopwatch.StartNew();
         var upTo = WriteBackAndSeal();

@@ -52,16 +52,31 @@ public sealed class ChangelogSnapshotterTests : IDisposable
     }
 
     [Fact]
-    public async Task A_due_materialization_flushes_memtables_in_the_background_first_and_later_checkpoints_refer_to_it()
+    public async Task A_due_materialization_starts_after_the_next_completed_checkpoint_flushing_memtables_in_the_background_first()
     {
         using var backend = OpenBackend("work", AllKeyGroups);
-        var changelog = new ChangelogSnapshotter(backend, _storage, new SnapshotOwner("job-1", "counts", 0, AllKeyGroups), _directory.Sub("local"), null, keepLocalCopies: true, Options with { MaterializationInterval = TimeSpan.FromMilliseconds(1) });
+        var clock = new SteppedClock();
+        var changelog = new ChangelogSnapshotter(backend, _storage, new SnapshotOwner("job-1", "counts", 0, AllKeyGroups), _directory.Sub("local"), null, keepLocalCopies: true, Options with { MaterializationInterval = TimeSpan.FromMinutes(1) }, time: clock);
         Mutate(backend, round: 1);
         var first = await changelog.Snapshot(1, AllKeyGroups)(CancellationToken.None);
         await changelog.Completed(1);
         Mutate(backend, round: 2);
+        clock.Advance(TimeSpan.FromMinutes(1));
         var due = System.Diagnostics.Stopwatch.StartNew();
-        SpinWait.SpinUntil(() => due.Elapsed >= TimeSpan.FromMilliseconds(2)); // the 1 ms interval has passed
+
+        // Due, and the latest materialization is confirmed, but no checkpoint has completed since it became due: ticks that
+        // would flush and then start one start nothing (it waits for the quiet time after the next checkpoint).
+        for (var i = 0; i < 3; i++)
+        {
+            changelog.Tick();
+            Assert.True(SpinWait.SpinUntil(() => !backend.MemTableFlushInProgress, TimeSpan.FromSeconds(30)), "a memtable flush never ended");
+        }
+
+        changelog.Tick();
+        Assert.Null(changelog.Running);
+        var second = await changelog.Snapshot(2, AllKeyGroups)(CancellationToken.None);
+        Assert.Equal(first.Handle.MaterializationId, second.Handle.MaterializationId);
+        await changelog.Completed(2);
 
         changelog.Tick();
         Assert.Null(changelog.Running);
@@ -73,12 +88,12 @@ public sealed class ChangelogSnapshotterTests : IDisposable
         }
 
         var materialization = await changelog.Running;
-        var second = await changelog.Snapshot(2, AllKeyGroups)(CancellationToken.None);
+        var third = await changelog.Snapshot(3, AllKeyGroups)(CancellationToken.None);
 
         Assert.True(materialization.Id > first.Handle.MaterializationId);
-        Assert.Equal(materialization.Id, second.Handle.MaterializationId);
-        Assert.Empty(second.Handle.Changelog!);
-        using var restored = await RestoreAsync("restored", AllKeyGroups, [second.Handle]);
+        Assert.Equal(materialization.Id, third.Handle.MaterializationId);
+        Assert.Empty(third.Handle.Changelog!);
+        using var restored = await RestoreAsync("restored", AllKeyGroups, [third.Handle]);
         AssertSameState(backend, restored, AllKeyGroups);
     }
 
@@ -404,5 +419,17 @@ public sealed class ChangelogSnapshotterTests : IDisposable
             await _released.Task;
             await Inner.WriteAsync(path, content, overwrite, cancellationToken);
         }
+    }
+
+    /// <summary>A clock whose timestamps move only when told to (the snapshotter's intervals, not wall time).</summary>
+    private sealed class SteppedClock : TimeProvider
+    {
+        private long _ticks = TimeSpan.TicksPerDay;
+
+        public override long TimestampFrequency => TimeSpan.TicksPerSecond;
+
+        public override long GetTimestamp() => Interlocked.Read(ref _ticks);
+
+        public void Advance(TimeSpan delta) => Interlocked.Add(ref _ticks, delta.Ticks);
     }
 }
