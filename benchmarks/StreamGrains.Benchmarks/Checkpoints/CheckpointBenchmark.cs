@@ -96,6 +96,10 @@ internal static class CheckpointBenchmark
             ["materializations_after_first"] = materializations.Count(m => !initial.Contains((m.Chain, m.SubtaskIndex, m.MaterializationId))),
             ["max_materialization_s"] = durations.Count > 0 ? Report.Round(durations.Max()) : null,
             ["max_materialized_size_bytes"] = materializations.Count > 0 ? materializations.Max(static m => m.MaterializedSize) : null,
+            ["gc_pause_s"] = Report.Round(changelog.Gc.Pause.TotalSeconds),
+            ["incremental_gc_pause_s"] = Report.Round(incremental.Gc.Pause.TotalSeconds),
+            ["gen2_collections"] = changelog.Gc.Gen2Collections,
+            ["incremental_gen2_collections"] = incremental.Gc.Gen2Collections,
             ["peak_working_set_mb"] = Report.PeakWorkingSetMb(),
         });
         return 0;
@@ -128,8 +132,8 @@ internal static class CheckpointBenchmark
 
         // The first checkpoint after the load uploads the whole state (in changelog mode: the first materialization);
         // it is reported but not measured.
-        var first = await environment.CheckpointAsync(jobId);
-        Report.Line(Line(fields, "first_checkpoint", first, changelog));
+        var (first, firstPause) = await CheckpointAsync(environment, jobId);
+        Report.Line(Line(fields, "first_checkpoint", first, changelog, firstPause));
         var settling = System.Diagnostics.Stopwatch.StartNew();
         while (settling.Elapsed < settings.Settle)
         {
@@ -139,21 +143,25 @@ internal static class CheckpointBenchmark
             // only confirmed by a checkpoint, so without them the first measured checkpoints would overlap one that
             // catches up on the whole settling period.
             await Task.Delay(settings.Every, cancellationToken);
-            var settled = await environment.CheckpointAsync(jobId);
-            Report.Line(Line(fields, "settle_checkpoint", settled, changelog));
+            var (settled, settledPause) = await CheckpointAsync(environment, jobId);
+            Report.Line(Line(fields, "settle_checkpoint", settled, changelog, settledPause));
         }
 
         var latest = first.CheckpointId;
         var measured = new List<CheckpointStats>();
+        var pausedBefore = GC.GetTotalPauseDuration();
+        var gen2Before = GC.CollectionCount(2);
         for (var i = 0; i < settings.Checkpoints; i++)
         {
             // Pacing, not synchronization: keys are updated at the configured rate between checkpoints.
             await Task.Delay(settings.Every, cancellationToken);
-            var stats = await environment.CheckpointAsync(jobId);
+            var (stats, paused) = await CheckpointAsync(environment, jobId);
             latest = stats.CheckpointId;
             measured.Add(stats);
-            Report.Line(Line(fields, "checkpoint", stats, changelog));
+            Report.Line(Line(fields, "checkpoint", stats, changelog, paused));
         }
+
+        var gc = new GcDuringMeasurement(GC.GetTotalPauseDuration() - pausedBefore, GC.CollectionCount(2) - gen2Before);
 
         RawCopy? raw = null;
         if (rawCopy)
@@ -168,10 +176,18 @@ internal static class CheckpointBenchmark
         }
 
         await environment.Client.CancelAsync(jobId, cancellationToken);
-        return new JobRun(first, measured, raw);
+        return new JobRun(first, measured, raw, gc);
     }
 
-    private static Dictionary<string, object?> Line(Dictionary<string, object?> fields, string phase, CheckpointStats stats, bool changelog)
+    /// <summary>A checkpoint, and how long the process was paused for garbage collection while it ran (the cluster is in this process).</summary>
+    private static async Task<(CheckpointStats Stats, TimeSpan GcPause)> CheckpointAsync(BenchEnvironment environment, JobId jobId)
+    {
+        var before = GC.GetTotalPauseDuration();
+        var stats = await environment.CheckpointAsync(jobId);
+        return (stats, GC.GetTotalPauseDuration() - before);
+    }
+
+    private static Dictionary<string, object?> Line(Dictionary<string, object?> fields, string phase, CheckpointStats stats, bool changelog, TimeSpan gcPause)
     {
         var line = new Dictionary<string, object?>(fields)
         {
@@ -187,6 +203,7 @@ internal static class CheckpointBenchmark
             ["acked_s"] = Report.Round(LatestSinceTrigger(stats, static s => s.AcknowledgedAt)),
             ["bytes_uploaded"] = stats.BytesUploaded,
             ["full_size_bytes"] = stats.FullSize,
+            ["gc_pause_s"] = Report.Round(gcPause.TotalSeconds),
         };
         if (changelog)
         {
@@ -209,7 +226,10 @@ internal static class CheckpointBenchmark
     private sealed record RawCopy(double Seconds, long Bytes);
 
     /// <summary>What one job measured: its first (full) checkpoint and the measured ones after it.</summary>
-    private sealed record JobRun(CheckpointStats First, IReadOnlyList<CheckpointStats> Measured, RawCopy? RawCopy)
+    /// <summary>Garbage collection in the process from the first measured checkpoint's pacing to the last checkpoint.</summary>
+    private sealed record GcDuringMeasurement(TimeSpan Pause, int Gen2Collections);
+
+    private sealed record JobRun(CheckpointStats First, IReadOnlyList<CheckpointStats> Measured, RawCopy? RawCopy, GcDuringMeasurement Gc)
     {
         public IEnumerable<CheckpointStats> All => Measured.Prepend(First);
 
