@@ -748,7 +748,12 @@ internal sealed class SubtaskRunner : IAsyncDisposable
             return Task.CompletedTask;
         }
 
-        return Task.WhenAny(wake.Task, Task.Delay(delay, _services.Time, _stopping.Token));
+        // Timers count whole milliseconds and truncate the rest: a wait under one (a rate-limited source asks for 0.4 ms
+        // at 2,500 records per second) fired at once, and the loop went round without waiting until the deadline,
+        // allocating a delay, a completion source and a WhenAny each turn: in the checkpoint benchmark, 80 gen 0
+        // collections a second and 12% of the time in GC pauses. So a wait lasts at least one whole millisecond.
+        var wait = TimeSpan.FromMilliseconds(Math.Ceiling(delay.TotalMilliseconds));
+        return Task.WhenAny(wake.Task, Task.Delay(wait, _services.Time, _stopping.Token));
     }
 
     private void Wake()
