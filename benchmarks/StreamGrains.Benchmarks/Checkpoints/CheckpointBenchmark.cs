@@ -225,10 +225,10 @@ internal static class CheckpointBenchmark
 
     private sealed record RawCopy(double Seconds, long Bytes);
 
-    /// <summary>What one job measured: its first (full) checkpoint and the measured ones after it.</summary>
     /// <summary>Garbage collection in the process from the first measured checkpoint's pacing to the last checkpoint.</summary>
     private sealed record GcDuringMeasurement(TimeSpan Pause, int Gen2Collections);
 
+    /// <summary>What one job measured: its first (full) checkpoint, the measured ones after it, and the GC meanwhile.</summary>
     private sealed record JobRun(CheckpointStats First, IReadOnlyList<CheckpointStats> Measured, RawCopy? RawCopy, GcDuringMeasurement Gc)
     {
         public IEnumerable<CheckpointStats> All => Measured.Prepend(First);

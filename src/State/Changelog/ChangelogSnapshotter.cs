@@ -63,7 +63,6 @@ public sealed class ChangelogSnapshotter
     private readonly IRocksDbInstance _instance;
     private readonly ICheckpointStorage _storage;
     private readonly ChangelogOptions _options;
-    private readonly long _materializationTicks;
     private readonly TimeProvider _time;
     private readonly CancellationToken _stopped;
     private readonly IncrementalSnapshotter _materializer;
@@ -103,7 +102,6 @@ public sealed class ChangelogSnapshotter
         _options = options;
         _stopped = stopped;
         _time = time ?? TimeProvider.System;
-        _materializationTicks = (long)(options.MaterializationInterval.TotalSeconds * _time.TimestampFrequency);
         var prefix = ChangelogPrefix(owner);
         _materializer = new IncrementalSnapshotter(instance, storage, owner, localRoot, restored, keepLocalCopies, privatePrefix: $"{prefix}/mat");
         long lastSequence = -1;
@@ -188,7 +186,7 @@ public sealed class ChangelogSnapshotter
 
         if (_flushStarted == 0)
         {
-            if (_lastCompletion - _lastMaterializationStarted < _materializationTicks)
+            if (_time.GetElapsedTime(_lastMaterializationStarted, _lastCompletion) < _options.MaterializationInterval)
             {
                 // Due, but no checkpoint has completed since: wait for the next one, so the materialization's pause of the
                 // mailbox and its burst of I/O fall right after a checkpoint rather than on the next barrier.
