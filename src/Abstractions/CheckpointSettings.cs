@@ -37,8 +37,12 @@ public sealed record CheckpointSettings
     /// </summary>
     [Id(8)] public TimeSpan MaterializationInterval { get; init; } = TimeSpan.FromMinutes(3);
 
-    /// <summary>Changelog mode: a segment is sealed and uploaded when it reaches this size. Default 4 MiB.</summary>
-    [Id(9)] public int ChangelogSegmentBytes { get; init; } = 4 << 20;
+    /// <summary>
+    /// Changelog mode: a segment is sealed and uploaded when it reaches this size; a subtask that changes more than this
+    /// per <see cref="ChangelogSegmentInterval"/> writes its cache back and seals that much more often (down to every
+    /// 50 ms), so a barrier finds about this much at most to upload. Default 512 KiB.
+    /// </summary>
+    [Id(9)] public int ChangelogSegmentBytes { get; init; } = 512 << 10;
 
     /// <summary>Changelog mode: a segment with changes is sealed and uploaded after this time at most. Default 1 s.</summary>
     [Id(10)] public TimeSpan ChangelogSegmentInterval { get; init; } = TimeSpan.FromSeconds(1);

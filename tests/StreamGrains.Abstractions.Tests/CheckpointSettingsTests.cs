@@ -10,7 +10,7 @@ public sealed class CheckpointSettingsTests
         Assert.Empty(settings.Validate());
         Assert.Equal(CheckpointMode.Incremental, new CheckpointSettings().Mode);
         Assert.Equal(TimeSpan.FromMinutes(3), settings.MaterializationInterval);
-        Assert.Equal(4 << 20, settings.ChangelogSegmentBytes);
+        Assert.Equal(512 << 10, settings.ChangelogSegmentBytes);
         Assert.Equal(TimeSpan.FromSeconds(1), settings.ChangelogSegmentInterval);
     }
 

@@ -9,8 +9,8 @@ namespace StreamGrains.State.Changelog;
 
 /// <summary>Settings of changelog mode.</summary>
 /// <param name="MaterializationInterval">Time from one background materialization's start until the next is due (it starts after the next completed checkpoint).</param>
-/// <param name="SegmentBytes">A segment is sealed at this size.</param>
-/// <param name="SegmentInterval">A segment with changes is sealed after this time at most.</param>
+/// <param name="SegmentBytes">A segment is sealed at this size; the cache is written back often enough that a write-back logs about this much.</param>
+/// <param name="SegmentInterval">The cache is written back and a segment with changes sealed after this time at most.</param>
 public sealed record ChangelogOptions(TimeSpan MaterializationInterval, int SegmentBytes, TimeSpan SegmentInterval);
 
 /// <summary>A materialization: an incremental snapshot of the whole instance and the changelog position it covers.</summary>
@@ -60,6 +60,7 @@ public sealed record ChangelogSnapshot(KeyedStateHandle Handle, long ChangelogBy
 public sealed class ChangelogSnapshotter
 {
     private static readonly TimeSpan MaxFlushWait = TimeSpan.FromSeconds(10);
+    private static readonly TimeSpan MinWriteBackInterval = TimeSpan.FromMilliseconds(50);
     private readonly IRocksDbInstance _instance;
     private readonly ICheckpointStorage _storage;
     private readonly ChangelogOptions _options;
@@ -78,6 +79,10 @@ public sealed class ChangelogSnapshotter
     private long _flushStarted;
     private long _lastSeal;
     private long _lastCompletion;
+    private TimeSpan _writeBackEvery;
+    private long _rateSince;
+    private long _rateBytes;
+    private double _bytesPerSecond;
 
     /// <summary>Creates the snapshotter and installs its changelog on <paramref name="instance"/>.</summary>
     /// <param name="instance">The backend.</param>
@@ -120,8 +125,13 @@ public sealed class ChangelogSnapshotter
         _writer = new StateChangelogWriter(storage, $"{prefix}/log", owner.KeyGroups, options.SegmentBytes, options.SegmentInterval, lastSequence + 1, stopped);
         _lastMaterializationStarted = _time.GetTimestamp();
         _lastSeal = _lastMaterializationStarted;
+        _rateSince = _lastMaterializationStarted;
+        _writeBackEvery = options.SegmentInterval;
         instance.ChangeLogger = _writer;
     }
+
+    /// <summary>How often <see cref="Tick"/> writes the cache back and seals now (see <see cref="Tick"/>).</summary>
+    public TimeSpan WriteBackInterval => _writeBackEvery;
 
     /// <summary>The writer (for statistics and tests).</summary>
     public StateChangelogWriter Writer => _writer;
@@ -154,6 +164,12 @@ public sealed class ChangelogSnapshotter
     /// holds a checkpoint interval's changes (64 Ki entries is seconds of updates) would log them all at the barrier, and
     /// the checkpoint would wait for their upload; and writing it back only when full would hold the mailbox for one
     /// large batch (seconds under a RocksDB write stall) instead of a small one each interval.</para>
+    /// <para>The interval adapts to the rate of changes: a subtask that logs more than
+    /// <see cref="ChangelogOptions.SegmentBytes"/> per <see cref="ChangelogOptions.SegmentInterval"/> writes back and
+    /// seals that much more often (down to every 50 ms), so that a barrier finds about one segment's worth of changes at
+    /// most to log and to upload before it can acknowledge: the tail's upload (an fsync on a filesystem) is what a
+    /// changelog checkpoint waits for, and it grows with the tail. A subtask with few changes keeps the full interval
+    /// (fewer, larger segments: fewer requests).</para>
     /// <para>It adopts a finished materialization and starts the next one when it is due and a checkpoint has completed
     /// since: the materialization then runs in the quiet time between checkpoints. Started at any other moment, its pause
     /// of the mailbox (the RocksDB checkpoint below) could hold the next barrier, and its burst of writes (flush, upload)
@@ -167,9 +183,10 @@ public sealed class ChangelogSnapshotter
     public void Tick()
     {
         Adopt();
-        if (_time.GetElapsedTime(_lastSeal) >= _options.SegmentInterval)
+        if (_time.GetElapsedTime(_lastSeal) >= _writeBackEvery)
         {
             WriteBackAndSeal();
+            AdaptWriteBackInterval();
         }
 
         if (_inFlight is not null || _time.GetElapsedTime(_lastMaterializationStarted) < _options.MaterializationInterval)
@@ -334,6 +351,30 @@ public sealed class ChangelogSnapshotter
     {
         _instance.Flush();
         return LogAndSeal();
+    }
+
+    /// <summary>
+    /// After a write-back: the next one is due when about <see cref="ChangelogOptions.SegmentBytes"/> of changes will have
+    /// been logged at the recent rate, within [50 ms, <see cref="ChangelogOptions.SegmentInterval"/>].
+    /// </summary>
+    private void AdaptWriteBackInterval()
+    {
+        var now = _time.GetTimestamp();
+        var elapsed = _time.GetElapsedTime(_rateSince, now).TotalSeconds;
+        var bytes = _writer.BytesSealed - _rateBytes;
+        _rateSince = now;
+        _rateBytes = _writer.BytesSealed;
+        if (elapsed <= 0)
+        {
+            return;
+        }
+
+        // Smoothed over the last few write-backs, so one burst (a materialization's write-back, say) does not decide alone.
+        var rate = bytes / elapsed;
+        _bytesPerSecond = _bytesPerSecond == 0 ? rate : (0.5 * _bytesPerSecond) + (0.5 * rate);
+        var seconds = _bytesPerSecond <= 0 ? _options.SegmentInterval.TotalSeconds : _options.SegmentBytes / _bytesPerSecond;
+        var floor = Math.Min(MinWriteBackInterval.TotalSeconds, _options.SegmentInterval.TotalSeconds);
+        _writeBackEvery = TimeSpan.FromSeconds(Math.Clamp(seconds, floor, _options.SegmentInterval.TotalSeconds));
     }
 
     private void Adopt()

@@ -19,12 +19,15 @@ public sealed class SealedSegment
     private readonly Func<ReadOnlyMemory<byte>, Task<StateFile>> _upload;
     private ReadOnlyMemory<byte>? _content;
 
-    internal SealedSegment(long sequence, ReadOnlyMemory<byte> content, Func<ReadOnlyMemory<byte>, Task<StateFile>> upload)
+    private Action? _release;
+
+    internal SealedSegment(long sequence, ReadOnlyMemory<byte> content, Func<ReadOnlyMemory<byte>, Task<StateFile>> upload, Action? release = null)
     {
         Sequence = sequence;
         Length = content.Length;
         _content = content;
         _upload = upload;
+        _release = release;
         Upload = Start();
     }
 
@@ -57,6 +60,9 @@ public sealed class SealedSegment
         // waiting for it would wait for the mailbox.
         var file = await Task.Run(() => _upload(content)).ConfigureAwait(false);
         _content = null;
+
+        // Nothing reads the content after a successful upload: its buffer goes back to the pool.
+        Interlocked.Exchange(ref _release, null)?.Invoke();
         return file;
     }
 }
@@ -83,7 +89,8 @@ public sealed class StateChangelogWriter : IStateChangeLogger
     private readonly List<SealedSegment> _sealed = [];
     /// <summary>Segment uploads in flight in this process, over all subtasks (a silo's share of the storage's bandwidth).</summary>
     private static readonly SemaphoreSlim Uploads = new(8);
-    private ArrayBufferWriter<byte> _buffer = new(64 * 1024);
+    private readonly ArrayPool<byte> _pool;
+    private SegmentBuffer _buffer;
     private long _pendingUploadBytes;
     private int _entries;
     private long _openedAt;
@@ -101,7 +108,15 @@ public sealed class StateChangelogWriter : IStateChangeLogger
     /// must not compete with that attempt's restore for the storage's bandwidth.
     /// </param>
     public StateChangelogWriter(ICheckpointStorage storage, string prefix, KeyGroupRange keyGroups, int segmentBytes, TimeSpan segmentInterval, long firstSequence, CancellationToken stopped = default)
+        : this(storage, prefix, keyGroups, segmentBytes, segmentInterval, firstSequence, ArrayPool<byte>.Shared, stopped)
     {
+    }
+
+    /// <summary>Creates the writer with the pool its segment buffers come from (tests).</summary>
+    internal StateChangelogWriter(ICheckpointStorage storage, string prefix, KeyGroupRange keyGroups, int segmentBytes, TimeSpan segmentInterval, long firstSequence, ArrayPool<byte> pool, CancellationToken stopped = default)
+    {
+        _pool = pool;
+        _buffer = new SegmentBuffer(pool, 64 * 1024);
         _storage = storage;
         _stopped = stopped;
         _prefix = prefix;
@@ -174,14 +189,17 @@ public sealed class StateChangelogWriter : IStateChangeLogger
             return LastSealed;
         }
 
+        // Room for the trailer first: the trailer's checksum reads the written bytes, which must not move meanwhile.
+        _buffer.GetSpan(ChangelogSegment.TrailerLength);
         ChangelogSegment.WriteTrailer(_buffer, _buffer.WrittenSpan, _entries);
-        var content = _buffer.WrittenMemory;
+        var buffer = _buffer;
+        var content = buffer.WrittenMemory;
         var sequence = _nextSequence++;
         Interlocked.Add(ref _pendingUploadBytes, content.Length);
         var path = string.Create(CultureInfo.InvariantCulture, $"{_prefix}/{sequence:D10}-{Guid.NewGuid():N}.log");
-        _sealed.Add(new SealedSegment(sequence, content, bytes => UploadAsync(sequence, path, bytes)));
+        _sealed.Add(new SealedSegment(sequence, content, bytes => UploadAsync(sequence, path, bytes), buffer.Return));
         BytesSealed += content.Length;
-        _buffer = new ArrayBufferWriter<byte>(Math.Min(_segmentBytes + (64 * 1024), Math.Max(64 * 1024, content.Length)));
+        _buffer = new SegmentBuffer(_pool, Math.Min(_segmentBytes + (64 * 1024), Math.Max(64 * 1024, content.Length)));
         _ids.Clear();
         _entries = 0;
         return sequence;
@@ -210,6 +228,72 @@ public sealed class StateChangelogWriter : IStateChangeLogger
         finally
         {
             Uploads.Release();
+        }
+    }
+}
+
+/// <summary>
+/// The open segment's bytes, in an array rented from the shared pool: segments are sealed every interval and most are
+/// larger than the large object threshold, so fresh arrays would cost a gen 2 collection every few seconds.
+/// </summary>
+internal sealed class SegmentBuffer(ArrayPool<byte> pool, int initialCapacity) : IBufferWriter<byte>
+{
+    private byte[] _array = pool.Rent(initialCapacity);
+    private int _written;
+
+    public int WrittenCount => _written;
+
+    public ReadOnlySpan<byte> WrittenSpan => _array.AsSpan(0, _written);
+
+    public ReadOnlyMemory<byte> WrittenMemory => _array.AsMemory(0, _written);
+
+    public void Advance(int count)
+    {
+        if (count < 0 || _written + count > _array.Length)
+        {
+            throw new ArgumentOutOfRangeException(nameof(count));
+        }
+
+        _written += count;
+    }
+
+    public Memory<byte> GetMemory(int sizeHint = 0)
+    {
+        Ensure(sizeHint);
+        return _array.AsMemory(_written);
+    }
+
+    public Span<byte> GetSpan(int sizeHint = 0)
+    {
+        Ensure(sizeHint);
+        return _array.AsSpan(_written);
+    }
+
+    /// <summary>Gives the array back to the pool; the buffer must not be used afterwards (nor any memory it handed out).</summary>
+    public void Return()
+    {
+        var array = Interlocked.Exchange(ref _array, []);
+        if (array.Length > 0)
+        {
+            pool.Return(array);
+        }
+    }
+
+    private void Ensure(int sizeHint)
+    {
+        var needed = Math.Max(sizeHint, 1);
+        if (_array.Length - _written >= needed)
+        {
+            return;
+        }
+
+        var grown = pool.Rent((int)Math.Min(Array.MaxLength, Math.Max((long)_array.Length * 2, (long)_written + needed)));
+        _array.AsSpan(0, _written).CopyTo(grown);
+        var old = _array;
+        _array = grown;
+        if (old.Length > 0)
+        {
+            pool.Return(old);
         }
     }
 }

@@ -157,6 +157,48 @@ public sealed class ChangelogSnapshotterTests : IDisposable
     }
 
     [Fact]
+    public async Task A_subtask_with_many_changes_writes_back_and_seals_more_often_and_one_with_few_at_the_full_interval()
+    {
+        using var backend = OpenBackend("work", AllKeyGroups);
+        var clock = new SteppedClock();
+        var options = Options with { SegmentBytes = 32 << 10, SegmentInterval = TimeSpan.FromSeconds(1) };
+        var changelog = new ChangelogSnapshotter(backend, _storage, new SnapshotOwner("job-1", "counts", 0, AllKeyGroups), _directory.Sub("local"), null, keepLocalCopies: false, options, time: clock);
+        await changelog.Snapshot(1, AllKeyGroups)(CancellationToken.None);
+        await changelog.Completed(1);
+        Assert.Equal(options.SegmentInterval, changelog.WriteBackInterval);
+
+        // Several segments' worth of changes in one interval: the next write-back comes sooner, so a barrier would find
+        // about one segment's worth of changes at most.
+        Mutate(backend, round: 1);
+        clock.Advance(options.SegmentInterval);
+        changelog.Tick();
+        var logged = changelog.Writer.BytesSealed;
+        Assert.True(logged > 4 * options.SegmentBytes, $"{logged} bytes logged");
+        var sooner = changelog.WriteBackInterval;
+        Assert.InRange(sooner, TimeSpan.FromMilliseconds(50), TimeSpan.FromSeconds(0.5));
+        Mutate(backend, round: 2);
+        var sealedBefore = changelog.Writer.LastSealed;
+        clock.Advance(sooner);
+        changelog.Tick();
+        Assert.True(changelog.Writer.LastSealed > sealedBefore, "the cache must be written back and sealed after the shorter interval");
+
+        // Few changes from then on: the interval goes back to the full one.
+        var count = backend.GetValueState(Count);
+        for (var i = 0; i < 20 && changelog.WriteBackInterval < options.SegmentInterval; i++)
+        {
+            backend.SetCurrentKey("quiet");
+            count.Update(i);
+            clock.Advance(changelog.WriteBackInterval);
+            changelog.Tick();
+        }
+
+        Assert.Equal(options.SegmentInterval, changelog.WriteBackInterval);
+        var last = await changelog.Snapshot(2, AllKeyGroups)(CancellationToken.None);
+        using var restored = await RestoreAsync("restored", AllKeyGroups, [last.Handle]);
+        AssertSameState(backend, restored, AllKeyGroups);
+    }
+
+    [Fact]
     public async Task At_a_barrier_the_caches_changes_are_logged_without_being_written_into_rocksdb()
     {
         using var backend = OpenBackend("work", AllKeyGroups);
@@ -316,6 +358,49 @@ public sealed class ChangelogSnapshotterTests : IDisposable
         Assert.Equal(writer.BytesSealed, uploaded.Sum(static f => f.Length));
     }
 
+    [Fact]
+    public async Task A_segment_whose_upload_failed_keeps_its_bytes_while_later_segments_reuse_pooled_buffers()
+    {
+        var failing = new FailingWrites(_storage) { Failing = true };
+        // A pool of its own, which hands out the array returned last (the shared one keeps arrays per thread).
+        var pool = System.Buffers.ArrayPool<byte>.Create(4 << 20, 4);
+        var writer = new StateChangelogWriter(failing, "job-1/changelog/counts/0/log", AllKeyGroups, 1 << 20, TimeSpan.FromHours(1), 0, pool);
+        var key = new byte[] { 0, 5, 1, 42 };
+        void WriteSegment(byte fill)
+        {
+            for (var i = 0; i < 300; i++)
+            {
+                writer.Log(ChangeKind.Put, "count", key, Enumerable.Repeat(fill, 1000).ToArray());
+            }
+
+            writer.Seal();
+        }
+
+        // Segment 0's upload fails: its buffer must stay its own. Segments 1..20 upload and give theirs back to the pool,
+        // from which the next ones rent theirs.
+        WriteSegment(0);
+        var first = writer.SegmentsAfter(-1).Single();
+        await Assert.ThrowsAsync<CheckpointStorageException>(() => first.Upload);
+        failing.Failing = false;
+        for (byte fill = 1; fill <= 20; fill++)
+        {
+            WriteSegment(fill);
+            await writer.SegmentsAfter(fill - 1).Single().Uploaded();
+        }
+
+        await first.Uploaded();
+        foreach (var segment in writer.SegmentsAfter(-1))
+        {
+            var file = await segment.Uploaded();
+            var bytes = await _storage.ReadAsync(file.Path, CancellationToken.None);
+            Assert.NotNull(bytes);
+            var values = new ValuesSeen();
+            ChangelogSegment.Replay(bytes, file.Path, segment.Sequence, AllKeyGroups, values);
+            Assert.Equal(300, values.Count);
+            Assert.Equal(new[] { (byte)segment.Sequence }, values.Distinct);
+        }
+    }
+
     /// <summary>Changes of every kind: values (some cleared), map entries (some removed, one key's map cleared), lists, timers (some deleted).</summary>
     private static void Mutate(RocksDbKeyedStateBackend<string> backend, int round)
     {
@@ -418,6 +503,34 @@ public sealed class ChangelogSnapshotterTests : IDisposable
         {
             await _released.Task;
             await Inner.WriteAsync(path, content, overwrite, cancellationToken);
+        }
+    }
+
+    /// <summary>Filesystem storage whose writes fail while <see cref="Failing"/> is set.</summary>
+    private sealed class FailingWrites(ICheckpointStorage inner) : DelegatingCheckpointStorage(inner)
+    {
+        public volatile bool Failing;
+
+        public override Task WriteAsync(string path, ReadOnlyMemory<byte> content, bool overwrite, CancellationToken cancellationToken) =>
+            Failing ? Task.FromException(new CheckpointStorageException($"Writing '{path}' failed (test).")) : Inner.WriteAsync(path, content, overwrite, cancellationToken);
+    }
+
+    /// <summary>Counts the changes of a replayed segment and the distinct bytes of their values.</summary>
+    private sealed class ValuesSeen : IChangeVisitor
+    {
+        private readonly SortedSet<byte> _distinct = [];
+
+        public int Count { get; private set; }
+
+        public IEnumerable<byte> Distinct => _distinct;
+
+        public void Visit(ChangeKind kind, string state, ReadOnlySpan<byte> key, ReadOnlySpan<byte> value)
+        {
+            Count++;
+            foreach (var b in value)
+            {
+                _distinct.Add(b);
+            }
         }
     }
 
