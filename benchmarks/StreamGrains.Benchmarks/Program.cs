@@ -35,13 +35,15 @@ StateSettings StateOf(ParseResult r) => new(r.GetValue(stateMb), r.GetValue(stor
 
 var mode = new Option<string>("--mode") { Description = "Checkpoint mode: incremental, or changelog (measures a changelog-mode job, then an incremental-mode job, same run).", DefaultValueFactory = _ => "incremental" };
 var materialization = new Option<double>("--materialization-s") { Description = "Changelog mode: seconds between materializations of the changelog job.", DefaultValueFactory = _ => 60 };
+var segmentInterval = new Option<double>("--segment-interval-ms") { Description = "Changelog mode: milliseconds after which the changelog job seals and uploads a segment with changes (CheckpointSettings.ChangelogSegmentInterval); 0 keeps the engine's default.", DefaultValueFactory = _ => 0 };
 var checkpoints = new Option<int>("--checkpoints") { Description = "Measured checkpoints after the first (full) one (p99 is the slowest of them below 100).", DefaultValueFactory = _ => 40 };
 var every = new Option<double>("--every-s") { Description = "Seconds between checkpoints (recovery: between the changelog job's two checkpoints).", DefaultValueFactory = _ => 5 };
 var settle = new Option<double>("--settle-s") { Description = "Seconds of updates between the first (full) checkpoint and the measured ones, so the load's compactions do not land in them.", DefaultValueFactory = _ => 0 };
 var eager = new Option<double>("--eager-upload-s") { Description = "Incremental mode: seconds between looks for new SST files to upload ahead of the checkpoints (CheckpointSettings.EagerUploadInterval); 0 turns eager uploads off.", DefaultValueFactory = _ => 1 };
 TimeSpan? EagerOf(ParseResult r) => r.GetValue(eager) > 0 ? TimeSpan.FromSeconds(r.GetValue(eager)) : null;
-var checkpoint = new Command("checkpoint", "Checkpoints of a large keyed state under updates: incremental vs a raw copy of the full state to the same storage, or changelog vs incremental.") { mode, materialization, stateMb, storage, valueBytes, updateRate, stateParallelism, silos, seed, checkpoints, every, settle, eager };
-checkpoint.SetAction((r, ct) => CheckpointBenchmark.RunAsync(new CheckpointSettings(StateOf(r), r.GetValue(mode)!, r.GetValue(checkpoints), TimeSpan.FromSeconds(r.GetValue(every)), TimeSpan.FromSeconds(r.GetValue(materialization)), TimeSpan.FromSeconds(r.GetValue(settle)), EagerOf(r)), ct));
+TimeSpan? SegmentIntervalOf(ParseResult r) => r.GetValue(segmentInterval) > 0 ? TimeSpan.FromMilliseconds(r.GetValue(segmentInterval)) : null;
+var checkpoint = new Command("checkpoint", "Checkpoints of a large keyed state under updates: incremental vs a raw copy of the full state to the same storage, or changelog vs incremental.") { mode, materialization, segmentInterval, stateMb, storage, valueBytes, updateRate, stateParallelism, silos, seed, checkpoints, every, settle, eager };
+checkpoint.SetAction((r, ct) => CheckpointBenchmark.RunAsync(new CheckpointSettings(StateOf(r), r.GetValue(mode)!, r.GetValue(checkpoints), TimeSpan.FromSeconds(r.GetValue(every)), TimeSpan.FromSeconds(r.GetValue(materialization)), TimeSpan.FromSeconds(r.GetValue(settle)), EagerOf(r), SegmentIntervalOf(r)), ct));
 root.Subcommands.Add(checkpoint);
 
 var rounds = new Option<int>("--rounds") { Description = "Measured rounds; the summary reports medians (recovery --mode changelog: rounds of both modes, in alternating order).", DefaultValueFactory = _ => 3 };

@@ -2,7 +2,7 @@ using StreamGrains.Snapshots;
 
 namespace StreamGrains.Benchmarks.Checkpoints;
 
-internal sealed record CheckpointSettings(StateSettings State, string Mode, int Checkpoints, TimeSpan Every, TimeSpan Materialization, TimeSpan Settle = default, TimeSpan? EagerUpload = null);
+internal sealed record CheckpointSettings(StateSettings State, string Mode, int Checkpoints, TimeSpan Every, TimeSpan Materialization, TimeSpan Settle = default, TimeSpan? EagerUpload = null, TimeSpan? SegmentInterval = null);
 
 /// <summary>
 /// Checkpoints of a job holding <c>--state-mb</c> of keyed state while keys keep being updated. <c>--mode incremental</c>
@@ -32,6 +32,7 @@ internal static class CheckpointBenchmark
             case "changelog":
                 BenchChecks.Materialization(settings.Materialization);
                 fields["materialization_interval_s"] = settings.Materialization.TotalSeconds;
+                fields["segment_interval_s"] = (settings.SegmentInterval ?? new StreamGrains.CheckpointSettings().ChangelogSegmentInterval).TotalSeconds;
                 return await RunChangelogAsync(settings, fields, cancellationToken);
             default:
                 throw new ArgumentException($"--mode must be incremental or changelog, was '{settings.Mode}'.");
@@ -119,13 +120,14 @@ internal static class CheckpointBenchmark
         {
             // Settings of the changelog job only.
             fields.Remove("materialization_interval_s");
+            fields.Remove("segment_interval_s");
         }
         await using var environment = await BenchEnvironment.StartAsync(settings.State);
         var name = "checkpoint-" + Guid.NewGuid().ToString("N")[..8];
         var checkpointing = new StreamGrains.CheckpointSettings { Interval = TimeSpan.FromDays(1), Timeout = TimeSpan.FromMinutes(20), Mode = mode, EagerUploadInterval = settings.EagerUpload };
         if (changelog)
         {
-            checkpointing = checkpointing with { MaterializationInterval = settings.Materialization };
+            checkpointing = checkpointing with { MaterializationInterval = settings.Materialization, ChangelogSegmentInterval = settings.SegmentInterval ?? checkpointing.ChangelogSegmentInterval };
         }
 
         var jobId = await environment.LoadAsync(settings.State, name, spec => spec with { Checkpointing = checkpointing });
