@@ -44,7 +44,10 @@ public sealed record CheckpointSettings
     /// </summary>
     [Id(9)] public int ChangelogSegmentBytes { get; init; } = 512 << 10;
 
-    /// <summary>Changelog mode: a segment with changes is sealed and uploaded after this time at most. Default 1 s.</summary>
+    /// <summary>
+    /// Changelog mode: the state cache is written back (into RocksDB and the changelog) and a segment with changes sealed
+    /// and uploaded after this time at most (sooner with many changes, see <see cref="ChangelogSegmentBytes"/>). Default 1 s.
+    /// </summary>
     [Id(10)] public TimeSpan ChangelogSegmentInterval { get; init; } = TimeSpan.FromSeconds(1);
 
     /// <summary>
