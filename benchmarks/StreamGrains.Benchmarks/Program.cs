@@ -41,7 +41,7 @@ var every = new Option<double>("--every-s") { Description = "Seconds between che
 var settle = new Option<double>("--settle-s") { Description = "Seconds of updates between the first (full) checkpoint and the measured ones, so the load's compactions do not land in them.", DefaultValueFactory = _ => 0 };
 var eager = new Option<double>("--eager-upload-s") { Description = "Incremental mode: seconds between looks for new SST files to upload ahead of the checkpoints (CheckpointSettings.EagerUploadInterval); 0 turns eager uploads off.", DefaultValueFactory = _ => 1 };
 TimeSpan? EagerOf(ParseResult r) => r.GetValue(eager) > 0 ? TimeSpan.FromSeconds(r.GetValue(eager)) : null;
-TimeSpan? SegmentIntervalOf(ParseResult r) => r.GetValue(segmentInterval) > 0 ? TimeSpan.FromMilliseconds(r.GetValue(segmentInterval)) : null;
+TimeSpan? SegmentIntervalOf(ParseResult r) => r.GetValue(segmentInterval) != 0 ? TimeSpan.FromMilliseconds(r.GetValue(segmentInterval)) : null;
 var checkpoint = new Command("checkpoint", "Checkpoints of a large keyed state under updates: incremental vs a raw copy of the full state to the same storage, or changelog vs incremental.") { mode, materialization, segmentInterval, stateMb, storage, valueBytes, updateRate, stateParallelism, silos, seed, checkpoints, every, settle, eager };
 checkpoint.SetAction((r, ct) => CheckpointBenchmark.RunAsync(new CheckpointSettings(StateOf(r), r.GetValue(mode)!, r.GetValue(checkpoints), TimeSpan.FromSeconds(r.GetValue(every)), TimeSpan.FromSeconds(r.GetValue(materialization)), TimeSpan.FromSeconds(r.GetValue(settle)), EagerOf(r), SegmentIntervalOf(r)), ct));
 root.Subcommands.Add(checkpoint);

@@ -38,6 +38,14 @@ internal static class BenchChecks
         }
     }
 
+    public static void SegmentInterval(TimeSpan? interval)
+    {
+        if (interval is { } given && (given < TimeSpan.FromMilliseconds(10) || given > TimeSpan.FromMinutes(10)))
+        {
+            throw new ArgumentException($"--segment-interval-ms must be 0 (the engine's default) or between 10 and 600000, was {given.TotalMilliseconds}.");
+        }
+    }
+
     public static void Rounds(int rounds)
     {
         if (rounds is < 1 or > 100)

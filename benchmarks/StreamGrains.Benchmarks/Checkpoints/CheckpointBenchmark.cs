@@ -32,7 +32,8 @@ internal static class CheckpointBenchmark
             case "changelog":
                 BenchChecks.Materialization(settings.Materialization);
                 fields["materialization_interval_s"] = settings.Materialization.TotalSeconds;
-                fields["segment_interval_s"] = (settings.SegmentInterval ?? new StreamGrains.CheckpointSettings().ChangelogSegmentInterval).TotalSeconds;
+                BenchChecks.SegmentInterval(settings.SegmentInterval);
+                fields["segment_interval_s"] = SegmentInterval(settings).TotalSeconds;
                 return await RunChangelogAsync(settings, fields, cancellationToken);
             default:
                 throw new ArgumentException($"--mode must be incremental or changelog, was '{settings.Mode}'.");
@@ -106,6 +107,9 @@ internal static class CheckpointBenchmark
         return 0;
     }
 
+    /// <summary>The changelog job's segment interval: <c>--segment-interval-ms</c>, or the engine's default.</summary>
+    private static TimeSpan SegmentInterval(CheckpointSettings settings) => settings.SegmentInterval ?? new StreamGrains.CheckpointSettings().ChangelogSegmentInterval;
+
     /// <summary>
     /// Runs one job in <paramref name="mode"/> in a fresh environment: load, a first (full) checkpoint, then
     /// <see cref="CheckpointSettings.Checkpoints"/> measured checkpoints <see cref="CheckpointSettings.Every"/> apart,
@@ -127,7 +131,7 @@ internal static class CheckpointBenchmark
         var checkpointing = new StreamGrains.CheckpointSettings { Interval = TimeSpan.FromDays(1), Timeout = TimeSpan.FromMinutes(20), Mode = mode, EagerUploadInterval = settings.EagerUpload };
         if (changelog)
         {
-            checkpointing = checkpointing with { MaterializationInterval = settings.Materialization, ChangelogSegmentInterval = settings.SegmentInterval ?? checkpointing.ChangelogSegmentInterval };
+            checkpointing = checkpointing with { MaterializationInterval = settings.Materialization, ChangelogSegmentInterval = SegmentInterval(settings) };
         }
 
         var jobId = await environment.LoadAsync(settings.State, name, spec => spec with { Checkpointing = checkpointing });

@@ -233,8 +233,8 @@ public sealed class StateChangelogWriter : IStateChangeLogger
 }
 
 /// <summary>
-/// The open segment's bytes, in an array rented from the shared pool: segments are sealed every interval and most are
-/// larger than the large object threshold, so fresh arrays would cost a gen 2 collection every few seconds.
+/// The open segment's bytes, in an array rented from a pool (the shared one but in tests): segments are sealed several
+/// times a second and most are larger than the large object threshold, so fresh arrays cost gen 2 collections.
 /// </summary>
 internal sealed class SegmentBuffer(ArrayPool<byte> pool, int initialCapacity) : IBufferWriter<byte>
 {
