@@ -70,6 +70,7 @@ internal static class RunCommand
                 o.StateDirectory = Path.GetFullPath(runtime.StateDirectory);
                 o.BlockCacheMb = runtime.BlockCacheMb;
                 o.WriteBufferMb = runtime.WriteBufferMb;
+                o.ColumnFamilyWriteBufferMb = runtime.ColumnFamilyWriteBufferMb;
                 o.StateCacheEntries = runtime.StateCacheEntries;
                 o.DeleteLocalStateOnStop = runtime.DeleteLocalStateOnStop;
             });

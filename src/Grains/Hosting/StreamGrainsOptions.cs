@@ -17,6 +17,13 @@ public sealed class StreamGrainsOptions
     /// <summary>Memtable budget shared by all RocksDB instances of the silo, in MiB.</summary>
     public int WriteBufferMb { get; set; } = 128;
 
+    /// <summary>
+    /// Memtable size of one column family (one keyed state of one subtask), in MiB, within <see cref="WriteBufferMb"/>.
+    /// Larger memtables mean fewer level-0 compactions (less disk writing under random updates); smaller ones less memory
+    /// per instance.
+    /// </summary>
+    public int ColumnFamilyWriteBufferMb { get; set; } = 64;
+
     /// <summary>Entries of the write-back cache in front of each keyed operator's RocksDB instance (0 disables it).</summary>
     public int StateCacheEntries { get; set; } = 65_536;
 
@@ -47,6 +54,11 @@ public sealed class StreamGrainsOptions
         if (WriteBufferMb < 1)
         {
             yield return $"StreamGrains:WriteBufferMb must be at least 1, was {WriteBufferMb}.";
+        }
+
+        if (ColumnFamilyWriteBufferMb < 1 || ColumnFamilyWriteBufferMb > WriteBufferMb)
+        {
+            yield return $"StreamGrains:ColumnFamilyWriteBufferMb must be between 1 and WriteBufferMb ({WriteBufferMb}), was {ColumnFamilyWriteBufferMb}.";
         }
 
         if (StateCacheEntries < 0)

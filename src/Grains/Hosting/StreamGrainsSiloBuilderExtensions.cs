@@ -36,6 +36,7 @@ public static class StreamGrainsSiloBuilderExtensions
             {
                 BlockCacheBytes = (long)o.BlockCacheMb << 20,
                 WriteBufferBytes = (long)o.WriteBufferMb << 20,
+                ColumnFamilyWriteBufferBytes = (long)o.ColumnFamilyWriteBufferMb << 20,
             });
         });
         builder.Services.TryAddSingleton(static sp => sp.GetRequiredService<IOptions<StreamGrainsOptions>>().Value.CheckpointStorage.Create());
