@@ -16,8 +16,8 @@ public sealed record RocksDbResourceOptions
     /// A memtable that fills becomes a level-0 file, and a few of those are compacted into the level below, rewriting the
     /// part of it their keys overlap (all of it when keys are updated at random). Small memtables mean that rewrite more
     /// often for the same updates: with 16 MiB the checkpoint benchmark's changelog job (2000 MiB, 5,000 updates/s of
-    /// 1 KiB) wrote 90 MB/s to disk in bursts of up to 1 GB/s every few seconds; with 64 MiB about half that, in one burst
-    /// per materialization (2026-12-05). The shared budget still bounds the memory: when all memtables together reach it,
+    /// 1 KiB) wrote 90 MB/s to disk in bursts of up to 1 GB/s every 10–25 s; with 64 MiB 64 MB/s, in one burst per
+    /// materialization (2026-12-05). The cost is memory (see docs/checkpointing.md). The shared budget still bounds the memory: when all memtables together reach it,
     /// the largest is flushed early.
     /// </remarks>
     public long ColumnFamilyWriteBufferBytes { get; init; } = 64L << 20;
