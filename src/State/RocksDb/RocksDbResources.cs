@@ -17,8 +17,9 @@ public sealed record RocksDbResourceOptions
     /// part of it their keys overlap (all of it when keys are updated at random). Small memtables mean that rewrite more
     /// often for the same updates: with 16 MiB the checkpoint benchmark's changelog job (2000 MiB, 5,000 updates/s of
     /// 1 KiB) wrote 90 MB/s to disk in bursts of up to 1 GB/s every 10–25 s; with 64 MiB 64 MB/s, in one burst per
-    /// materialization (2026-12-05). The cost is memory (see docs/checkpointing.md). The shared budget still bounds the memory: when all memtables together reach it,
-    /// the largest is flushed early.
+    /// materialization (2026-12-05). The cost is memory: the benchmark's process peaked 270–570 MiB higher (see
+    /// docs/checkpointing.md). The shared budget has the largest memtable flushed once all of them together reach it, but
+    /// does not hold writes back, so it is not a hard limit.
     /// </remarks>
     public long ColumnFamilyWriteBufferBytes { get; init; } = 64L << 20;
 
