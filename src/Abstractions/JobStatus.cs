@@ -54,41 +54,6 @@ public static class JobStateExtensions
     public static bool IsTerminal(this JobState state) => state is JobState.Finished or JobState.Failed or JobState.Canceled;
 }
 
-/// <summary>Why a job failed: which operator, which subtask, which exception.</summary>
-[GenerateSerializer, Immutable]
-public sealed record JobFailure
-{
-    /// <summary>Uid of the operator whose code threw, or null when the failure was not in an operator.</summary>
-    [Id(0)] public string? OperatorUid { get; init; }
-
-    /// <summary>Index of the subtask that failed, or -1 when the failure was not in a subtask.</summary>
-    [Id(1)] public int SubtaskIndex { get; init; } = -1;
-
-    /// <summary>Full name of the exception's type.</summary>
-    [Id(2)] public required string ExceptionType { get; init; }
-
-    /// <summary>The exception's message.</summary>
-    [Id(3)] public required string Message { get; init; }
-
-    /// <summary>The exception's stack trace, when known.</summary>
-    [Id(4)] public string? StackTrace { get; init; }
-
-    /// <summary>Builds a failure description from an exception.</summary>
-    public static JobFailure FromException(Exception exception, string? operatorUid, int subtaskIndex) => new()
-    {
-        OperatorUid = operatorUid,
-        SubtaskIndex = subtaskIndex,
-        ExceptionType = exception.GetType().FullName ?? exception.GetType().Name,
-        Message = exception.Message,
-        StackTrace = exception.ToString(),
-    };
-
-    /// <inheritdoc />
-    public override string ToString() => OperatorUid is null
-        ? $"{ExceptionType}: {Message}"
-        : $"operator '{OperatorUid}' subtask {SubtaskIndex} threw {ExceptionType}: {Message}";
-}
-
 /// <summary>Status and counters of one subtask.</summary>
 [GenerateSerializer, Immutable]
 public sealed record SubtaskStatus

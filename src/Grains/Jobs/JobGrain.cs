@@ -80,6 +80,7 @@ internal sealed class JobGrain(
         }
 
         _record = serializer.Deserialize<JobRecord>(bytes) ?? throw new InvalidOperationException($"The record of job {Id} is empty.");
+        _record.Failure = _record.Failure?.Upgraded();
         if (_record.State.IsTerminal())
         {
             return;
@@ -92,13 +93,13 @@ internal sealed class JobGrain(
         catch (JobValidationException ex)
         {
             _record.State = JobState.Failed;
-            _record.Failure = JobFailure.FromException(ex, null, -1);
+            _record.Failure = JobFailure.FromException(ex, JobFailureKind.InvalidJob, operatorUid: null, subtaskIndex: -1);
             return;
         }
 
         logger.LogWarning("Job {Job} was {State} in attempt {Attempt} when its grain was lost; failing over", Id, _record.State, _record.Attempt);
         var attempt = _record.Attempt;
-        var failure = new JobFailure { ExceptionType = "JobGrainLost", Message = $"the job grain of attempt {attempt} was lost with its silo" };
+        var failure = JobFailure.Of(JobFailureKind.JobGrainLost, $"the job grain of attempt {attempt} was lost with its silo");
         this.RegisterGrainTimer(() => FailoverAsync(failure, attempt), new GrainTimerCreationOptions { DueTime = TimeSpan.Zero, Period = Timeout.InfiniteTimeSpan, Interleave = true });
     }
 
@@ -294,7 +295,7 @@ internal sealed class JobGrain(
             return Task.CompletedTask;
         }
 
-        return FailoverAsync(new JobFailure { ExceptionType = "CheckpointFailures", Message = reason }, attempt);
+        return FailoverAsync(JobFailure.Of(JobFailureKind.CheckpointFailures, reason), attempt);
     }
 
     public async Task<CheckpointStats> TriggerCheckpoint(TimeSpan maxWait)
@@ -559,7 +560,7 @@ internal sealed class JobGrain(
         catch (Exception ex)
         {
             logger.LogError(ex, "Deploying attempt {Attempt} of job {Job} failed", attempt, Id);
-            return (DeployOutcome.Failed, JobFailure.FromException(ex, operatorUid: null, subtaskIndex: -1));
+            return (DeployOutcome.Failed, JobFailure.FromException(ex, JobFailureKind.Runtime, operatorUid: null, subtaskIndex: -1));
         }
     }
 
@@ -678,7 +679,7 @@ internal sealed class JobGrain(
             var (original, errors) = await ReadRestorePointAsync(restoreFrom, _plan!, record.Spec);
             if (original is null)
             {
-                var failure = new JobFailure { ExceptionType = "RestoreFailed", Message = string.Join(" ", errors) };
+                var failure = JobFailure.Of(JobFailureKind.RestoreFailed, string.Join(" ", errors));
                 await FailForGoodAsync(failure);
                 return (DeployOutcome.RestoreFailed, failure);
             }
@@ -698,7 +699,7 @@ internal sealed class JobGrain(
                 // Storage cannot tell now whether the files are there (unreachable, throttled): that says nothing about
                 // the checkpoint, which stays; this restart fails and the restart strategy decides about the next one.
                 logger.LogWarning(ex, "Job {Job}: checking the files of checkpoint {Checkpoint} failed", Id, checkpoint.CheckpointId);
-                return (DeployOutcome.Failed, new JobFailure { ExceptionType = nameof(CheckpointStorageException), Message = $"Checking the files of checkpoint {checkpoint.CheckpointId} failed: {ex.Message}" });
+                return (DeployOutcome.Failed, JobFailure.FromException(ex, JobFailureKind.Storage, operatorUid: null, subtaskIndex: -1) with { Message = $"Checking the files of checkpoint {checkpoint.CheckpointId} failed: {ex.Message}" });
             }
 
             if (missing is not null)
@@ -720,7 +721,7 @@ internal sealed class JobGrain(
 
         if (candidates.Count > 0)
         {
-            var failure = new JobFailure { ExceptionType = "RestoreFailed", Message = "No retained checkpoint of the job could be restored; see the warnings." };
+            var failure = JobFailure.Of(JobFailureKind.RestoreFailed, "No retained checkpoint of the job could be restored; see the warnings.");
             await FailForGoodAsync(failure);
             return (DeployOutcome.RestoreFailed, failure);
         }
@@ -935,7 +936,7 @@ internal sealed class JobGrain(
         {
             if (id.Attempt == record.Attempt && status.Silo is { } silo && !active.Contains(silo))
             {
-                var failure = new JobFailure { ExceptionType = "SiloLost", SubtaskIndex = id.Index, Message = $"silo {silo}, which ran subtask {id}, left the cluster" };
+                var failure = JobFailure.Of(JobFailureKind.SiloLost, $"silo {silo}, which ran subtask {id}, left the cluster", id.Index);
                 return FailoverAsync(failure, record.Attempt);
             }
         }

@@ -74,8 +74,8 @@ internal sealed class SubtaskGrain(
             logger.LogWarning(ex, "Subtask {Subtask} could not be deployed", key);
             var restoreFailed = ex is RestoreException;
             var failure = ex is OperatorException op
-                ? JobFailure.FromException(op.InnerException!, op.OperatorUid, deployment.Subtask.Index)
-                : JobFailure.FromException(ex, operatorUid: null, deployment.Subtask.Index);
+                ? JobFailure.FromException(op.InnerException!, JobFailureKind.UserCode, op.OperatorUid, deployment.Subtask.Index)
+                : JobFailure.FromException(ex, restoreFailed ? JobFailureKind.RestoreFailed : ex is RestoreInterruptedException ? JobFailureKind.Storage : JobFailureKind.Runtime, operatorUid: null, deployment.Subtask.Index);
             await ReleaseAsync(StopReason.Failover);
             return new DeployResult { Silo = silo.SiloAddress.ToString(), Failure = failure, RestoreFailed = restoreFailed };
         }

@@ -663,8 +663,8 @@ internal sealed class SubtaskRunner : IAsyncDisposable
 
         State = SubtaskState.Failed;
         var failure = exception is OperatorException op
-            ? JobFailure.FromException(op.InnerException!, op.OperatorUid, Id.Index)
-            : JobFailure.FromException(exception, operatorUid: null, Id.Index);
+            ? JobFailure.FromException(op.InnerException!, JobFailureKind.UserCode, op.OperatorUid, Id.Index)
+            : JobFailure.FromException(exception, JobFailureKind.Runtime, operatorUid: null, Id.Index);
         _services.Logger.LogWarning(exception, "Subtask {Subtask} failed: {Failure}", Id, failure);
         _services.Listener.OnFailed(Id, failure);
     }
