@@ -91,8 +91,7 @@ internal sealed class SavepointStoreGrain(ICheckpointStorage storage, ILogger<Sa
         }
 
         // Manifest first: from then on the directory is no savepoint, even if deleting the files is interrupted.
-        await storage.DeleteAsync(path, CancellationToken.None);
-        await storage.DeletePrefixAsync(SnapshotLayout.DirectoryOfManifest(path), CancellationToken.None);
+        await new CheckpointCleaner(storage, logger).DeleteSavepointAsync(path);
         logger.LogInformation("Disposed savepoint {Directory} of job {Job}", directory, manifest.JobId);
     }
 }

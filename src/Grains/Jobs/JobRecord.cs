@@ -1,4 +1,5 @@
 using StreamGrains.Runtime;
+using StreamGrains.State.Snapshots;
 
 namespace StreamGrains.Grains.Jobs;
 
@@ -35,5 +36,5 @@ internal sealed class JobRecord
 
     public static string PlacementKey(SubtaskId subtask) => $"{subtask.Chain}/{subtask.Index}";
 
-    public static string PathOf(string jobId) => $"{jobId}/_job.record";
+    public static string PathOf(string jobId) => SnapshotLayout.JobRecordPath(jobId);
 }

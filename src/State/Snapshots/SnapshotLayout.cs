@@ -5,7 +5,7 @@ namespace StreamGrains.State.Snapshots;
 /// <summary>
 /// Where things live in checkpoint storage:
 /// <c>{job}/shared/{operator uid}/…</c> immutable shared files, <c>{job}/chk-{n}/…</c> private files of checkpoint
-/// <c>n</c> and its manifest <c>{job}/chk-{n}/_manifest.json</c>, <c>{job}/_job.json</c> the job's record.
+/// <c>n</c> and its manifest <c>{job}/chk-{n}/_manifest.json</c>, <c>{job}/_job.record</c> the job grain's record.
 /// </summary>
 public static class SnapshotLayout
 {
@@ -25,7 +25,7 @@ public static class SnapshotLayout
     public static string ChangelogDirectory(string jobId) => $"{jobId}/changelog";
 
     /// <summary>Path of a job's record.</summary>
-    public static string JobRecordPath(string jobId) => $"{jobId}/_job.json";
+    public static string JobRecordPath(string jobId) => $"{jobId}/_job.record";
 
     /// <summary>The checkpoint id of a path <c>{job}/chk-{n}/_manifest.json</c>, or null when the path is not a checkpoint manifest.</summary>
     public static long? CheckpointIdOfManifest(string jobId, string path)

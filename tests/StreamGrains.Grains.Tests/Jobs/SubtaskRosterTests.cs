@@ -1,0 +1,67 @@
+using StreamGrains.Grains.Jobs;
+using StreamGrains.Runtime;
+
+namespace StreamGrains.Grains.Tests;
+
+public sealed class SubtaskRosterTests
+{
+    private static readonly JobId Job = new("roster");
+
+    [Fact]
+    public async Task A_refresh_takes_the_answers_of_the_attempt_and_keeps_the_last_status_of_subtasks_that_do_not_answer()
+    {
+        var gateway = new RecordingSubtaskGateway();
+        var roster = new SubtaskRoster(gateway);
+        var answering = new SubtaskId(Job, 0, 0, 2);
+        var silent = new SubtaskId(Job, 0, 1, 2);
+        var notYetDeployed = new SubtaskId(Job, 1, 0, 2);
+        var older = new SubtaskId(Job, 0, 0, 1);
+        roster.Set(answering, Status(0, 2, 0));
+        roster.Set(silent, Status(1, 2, 5));
+        roster.Set(notYetDeployed, Status(0, 2, 7));
+        roster.Set(older, Status(0, 1, 9));
+        gateway.Statuses[answering] = Status(0, 2, 100) with { State = SubtaskState.Running };
+        gateway.Statuses[notYetDeployed] = Status(0, 2, 0) with { State = SubtaskState.Created };
+
+        await roster.RefreshAsync(attempt: 2);
+
+        Assert.Equal(100, roster[answering].RecordsIn);
+        Assert.Equal(5, roster[silent].RecordsIn);
+        Assert.Equal(7, roster[notYetDeployed].RecordsIn);
+        Assert.Equal(9, roster[older].RecordsIn);
+        Assert.DoesNotContain(gateway.Calls, static c => c.EndsWith("/a1", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task A_release_collects_the_final_counters_then_stops_every_subtask_of_the_attempt_and_no_other()
+    {
+        var gateway = new RecordingSubtaskGateway();
+        var roster = new SubtaskRoster(gateway);
+        roster.Set(new SubtaskId(Job, 0, 0, 3), Status(0, 3, 0));
+        roster.Set(new SubtaskId(Job, 0, 1, 3), Status(1, 3, 0));
+        roster.Set(new SubtaskId(Job, 0, 0, 2), Status(0, 2, 0));
+
+        await roster.ReleaseAsync(attempt: 3, StopReason.JobEnded);
+
+        var calls = gateway.Calls.ToArray();
+        Assert.Equal(["cancel 0/0/a3 JobEnded", "cancel 0/1/a3 JobEnded"], calls.Where(static c => c.StartsWith("cancel", StringComparison.Ordinal)).Order(StringComparer.Ordinal));
+        Assert.True(Array.FindLastIndex(calls, static c => c.StartsWith("status", StringComparison.Ordinal)) < Array.FindIndex(calls, static c => c.StartsWith("cancel", StringComparison.Ordinal)));
+    }
+
+    [Fact]
+    public void Finished_subtasks_are_counted_once_and_forgotten_with_the_deployment()
+    {
+        var roster = new SubtaskRoster(new RecordingSubtaskGateway());
+        var id = new SubtaskId(Job, 0, 0, 1);
+        roster.Set(id, Status(0, 1, 0));
+
+        Assert.True(roster.MarkFinished(id));
+        Assert.False(roster.MarkFinished(id));
+        Assert.Equal(1, roster.FinishedCount);
+        roster.Clear();
+        Assert.Equal(0, roster.FinishedCount);
+        Assert.Empty(roster.Ordered);
+    }
+
+    private static SubtaskStatus Status(int index, int attempt, long recordsIn) => new() { Chain = "c", Index = index, Attempt = attempt, RecordsIn = recordsIn, State = SubtaskState.Ready };
+}
