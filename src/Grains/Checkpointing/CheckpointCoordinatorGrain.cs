@@ -264,7 +264,7 @@ internal sealed class CheckpointCoordinatorGrain(ICheckpointStorage storage, Tim
 
             if (_start is not { } start || start.Attempt != run.Attempt)
             {
-                throw new SavepointFailedException($"attempt {run.Attempt} ended before the savepoint started");
+                throw new SavepointRunFailedException($"attempt {run.Attempt} ended before the savepoint started");
             }
 
             var options = new SnapshotOptions
@@ -278,13 +278,13 @@ internal sealed class CheckpointCoordinatorGrain(ICheckpointStorage storage, Tim
             var pending = await TriggerAsync(options, run.CheckpointId);
             if (pending is null || pending.CheckpointId != run.CheckpointId)
             {
-                throw new SavepointFailedException(_sourcesFinished ? "some sources have finished" : "the checkpoint could not be triggered");
+                throw new SavepointRunFailedException(_sourcesFinished ? "some sources have finished" : "the checkpoint could not be triggered");
             }
 
             var stats = await pending.Outcome;
             if (stats.Outcome != CheckpointOutcome.Completed || pending.Manifest is not { } manifest)
             {
-                throw new SavepointFailedException($"its checkpoint {run.CheckpointId} was aborted: {stats.FailureMessage}");
+                throw new SavepointRunFailedException($"its checkpoint {run.CheckpointId} was aborted: {stats.FailureMessage}");
             }
 
             snapshotted = true;
@@ -302,7 +302,7 @@ internal sealed class CheckpointCoordinatorGrain(ICheckpointStorage storage, Tim
         catch (Exception ex)
         {
             run.Triggering = false;
-            var message = ex is SavepointFailedException ? ex.Message : $"{ex.GetType().Name}: {ex.Message}";
+            var message = ex is SavepointRunFailedException ? ex.Message : $"{ex.GetType().Name}: {ex.Message}";
             var status = run.Fail(time.GetUtcNow(), message);
             logger.LogWarning("Job {Job}: {Savepoint}", JobId, status);
             await Cleaner.DeletePrefixAsync(run.Directory);

@@ -76,9 +76,6 @@ internal sealed class SavepointRun(long checkpointId, int attempt, SavepointRequ
     }
 }
 
-/// <summary>A savepoint cannot be completed; the message says why.</summary>
-internal sealed class SavepointFailedException(string message) : Exception(message);
-
 /// <summary>An <see cref="IProgress{T}"/> that reports on the caller's thread (no synchronization context capture).</summary>
 internal sealed class InlineProgress(Action<int> report) : IProgress<int>
 {
