@@ -54,13 +54,3 @@ public interface IKeyedStateBackend<TKey> : IKeyedStateStore, IDisposable
     /// <summary>Writes any state buffered in memory to the store (before a snapshot).</summary>
     void Flush();
 }
-
-/// <summary>Thrown when a key does not belong to the key groups of the subtask that processes it.</summary>
-public sealed class KeyGroupOutOfRangeException : Exception
-{
-    /// <summary>Creates the exception.</summary>
-    public KeyGroupOutOfRangeException(string message)
-        : base(message)
-    {
-    }
-}

@@ -576,7 +576,10 @@ public sealed class CheckpointTests
             : Inner.ListAsync(prefix, cancellationToken);
     }
 
-    /// <summary>Storage whose downloads take a while, so that restores are slow enough to race with sources.</summary>
+    /// <summary>
+    /// Storage whose downloads take a while, so that restores are slow enough to race with sources; it declines links, so
+    /// that every file a restore takes from storage goes through the slow download.
+    /// </summary>
     private sealed class SlowDownloadStorage(ICheckpointStorage inner, TimeSpan delay, TimeSpan uploadDelay = default) : DelegatingCheckpointStorage(inner)
     {
         public override async Task<StoredObject> UploadFileAsync(string localPath, string path, CancellationToken cancellationToken)
@@ -591,5 +594,7 @@ public sealed class CheckpointTests
             await Task.Delay(delay, cancellationToken);
             await Inner.DownloadFileAsync(path, localPath, expected, cancellationToken);
         }
+
+        public override Task<bool> TryLinkFileAsync(string path, string localPath, StoredObject? expected, CancellationToken cancellationToken) => Task.FromResult(false);
     }
 }

@@ -1,5 +1,6 @@
 using StreamGrains.Functions;
 using StreamGrains.Snapshots;
+using StreamGrains.State.Snapshots;
 
 namespace StreamGrains.Grains.Operators;
 
@@ -150,16 +151,6 @@ internal sealed class FlatMapOperator<TIn, TOut>(string uid, Action<TIn, ICollec
     }
 
     public void Collect(TOut record) => next.Process(record);
-}
-
-/// <summary>What an operator's state amounts to in one checkpoint, and what storing it cost.</summary>
-internal sealed record OperatorSnapshotResult(OperatorSubtaskState State, long BytesUploaded, long FullSize)
-{
-    /// <summary>Changelog mode: changelog bytes written since the previous checkpoint.</summary>
-    public long ChangelogBytes { get; init; }
-
-    /// <summary>Changelog mode: the materialization the snapshot refers to.</summary>
-    public State.Changelog.Materialization? Materialization { get; init; }
 }
 
 /// <summary>The asynchronous part of an operator's snapshot.</summary>

@@ -1,6 +1,7 @@
 using StreamGrains.Connectors;
 using StreamGrains.Graph;
 using StreamGrains.Snapshots;
+using StreamGrains.State.Snapshots;
 
 namespace StreamGrains.Grains.Operators;
 

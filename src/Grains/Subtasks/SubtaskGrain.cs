@@ -7,6 +7,7 @@ using StreamGrains.Grains.Operators;
 using StreamGrains.Grains.Placement;
 using StreamGrains.Runtime;
 using StreamGrains.Snapshots;
+using StreamGrains.State.Restore;
 using StreamGrains.State.Storage;
 
 namespace StreamGrains.Grains.Subtasks;

@@ -118,7 +118,7 @@ internal sealed class SubtaskRunner : IAsyncDisposable
     private string LocalCheckpointRoot => Path.Combine(JobDirectory, "local");
 
     /// <summary>Builds the chain from the spec, restores state and opens every operator; the subtask is then ready.</summary>
-    /// <exception cref="RestoreException">When the state to restore cannot be read.</exception>
+    /// <exception cref="StreamGrains.State.Restore.RestoreException">When the state to restore cannot be read.</exception>
     public async Task<DeployResult> OpenAsync(string silo)
     {
         if (State != SubtaskState.Created)

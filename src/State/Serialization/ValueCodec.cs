@@ -71,19 +71,3 @@ public sealed class ValueCodec<T>
         return _explicit.Deserialize(data[1..], header);
     }
 }
-
-/// <summary>Thrown when stored state cannot be read.</summary>
-public sealed class StateFormatException : Exception
-{
-    /// <summary>Creates the exception.</summary>
-    public StateFormatException(string message)
-        : base(message)
-    {
-    }
-
-    /// <summary>Creates the exception with a cause.</summary>
-    public StateFormatException(string message, Exception innerException)
-        : base(message, innerException)
-    {
-    }
-}

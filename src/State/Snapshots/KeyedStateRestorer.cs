@@ -13,7 +13,8 @@ public static class KeyedStateRestorer
     /// Fills <paramref name="targetDirectory"/> with the files of <paramref name="handle"/>: from the local copy
     /// <paramref name="localCopy"/> when it has every file with the right length (SSTs hard-linked, the few other files
     /// copied because RocksDB may rewrite them), otherwise from storage with their checksums verified: downloaded, or, from
-    /// filesystem storage on the same device, SSTs hard-linked (read once to verify, never copied).
+    /// storage that can link (<see cref="ILinkingCheckpointStorage"/>: filesystem storage on the same device, also behind
+    /// a <see cref="DelegatingCheckpointStorage"/>), SSTs hard-linked (read once to verify, never copied).
     /// </summary>
     /// <returns>The final progress (including the bytes downloaded).</returns>
     /// <exception cref="CheckpointStorageException">When a file is missing or corrupt in storage.</exception>
@@ -98,7 +99,7 @@ public static class KeyedStateRestorer
                     var source = Source.Downloaded;
                     try
                     {
-                        if (Linkable(file) && storage is FileSystemCheckpointStorage files && await files.TryLinkFileAsync(file.Path, target, expected, cancellationToken))
+                        if (Linkable(file) && storage is ILinkingCheckpointStorage linking && await linking.TryLinkFileAsync(file.Path, target, expected, cancellationToken))
                         {
                             source = Source.Linked;
                         }

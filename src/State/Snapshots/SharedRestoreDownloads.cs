@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using StreamGrains.Snapshots;
+using StreamGrains.State.Storage;
 
 namespace StreamGrains.State.Snapshots;
 

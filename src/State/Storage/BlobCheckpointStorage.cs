@@ -8,33 +8,6 @@ using Azure.Storage.Blobs.Models;
 
 namespace StreamGrains.State.Storage;
 
-/// <summary>Settings of <see cref="BlobCheckpointStorage"/>.</summary>
-public sealed class BlobCheckpointStorageOptions
-{
-    /// <summary>Retries of a failed request (exponential back-off from 0.2 s to 2 s). Default 3.</summary>
-    public int MaxRetries { get; set; } = 3;
-
-    /// <summary>Timeout of one network operation of one request attempt. Default 30 s.</summary>
-    public TimeSpan NetworkTimeout { get; set; } = TimeSpan.FromSeconds(30);
-
-    /// <summary>Parallel requests of one upload or download. Default 4.</summary>
-    public int MaximumConcurrency { get; set; } = 4;
-
-    /// <summary>Size of one block of an upload or one range of a download. Default 8 MiB.</summary>
-    public int MaximumTransferSize { get; set; } = 8 << 20;
-
-    /// <summary>
-    /// Checksum the SDK adds to every upload request and to downloads of objects whose XxHash64 the caller does not
-    /// know, so that the service and this client reject bytes damaged in transit. Downloads of files with a known
-    /// XxHash64 (every restore) are checked by that hash of the whole content instead, and downloaded once more on a
-    /// mismatch. Default <see cref="StorageChecksumAlgorithm.MD5"/> (such downloads then use ranges of at most 4 MiB,
-    /// the largest the service returns an MD5 for); <see cref="StorageChecksumAlgorithm.None"/> turns it off.
-    /// <see cref="StorageChecksumAlgorithm.StorageCrc64"/> and <see cref="StorageChecksumAlgorithm.Auto"/> use the
-    /// service's "structured message" encoding, which Azurite 3.37 does not support.
-    /// </summary>
-    public StorageChecksumAlgorithm TransferValidation { get; set; } = StorageChecksumAlgorithm.MD5;
-}
-
 /// <summary>Checkpoint storage in an Azure Blob Storage container (or Azurite).</summary>
 /// <remarks>
 /// <para>Every object is a block blob named <c>prefix + path</c>; a non-empty prefix ends with '/' (added when missing).
@@ -554,60 +527,5 @@ public sealed class BlobCheckpointStorage : ICheckpointStorage
     {
         var end = message.IndexOfAny(['\r', '\n']);
         return end < 0 ? message : message[..end];
-    }
-
-    /// <summary>A write-only, forward-only stream that hashes what passes through it (so the SDK writes ranges in order).</summary>
-    /// <summary>Hashes and counts what passes to <paramref name="inner"/>; the storage meter counts it as it arrives.</summary>
-    private sealed class HashingWriteStream(Stream inner, string metricsKind) : Stream
-    {
-        private readonly System.IO.Hashing.XxHash64 _hash = new();
-        private long _length;
-
-        public override long Length => _length;
-
-        public string Checksum => Checksums.ToHex(_hash.GetCurrentHashAsUInt64());
-
-        public override bool CanRead => false;
-
-        public override bool CanSeek => false;
-
-        public override bool CanWrite => true;
-
-        public override long Position
-        {
-            get => _length;
-            set => throw new NotSupportedException();
-        }
-
-        public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
-
-        public override void Write(ReadOnlySpan<byte> buffer)
-        {
-            _hash.Append(buffer);
-            _length += buffer.Length;
-            CheckpointStorageMetrics.Fetched(metricsKind, buffer.Length);
-            inner.Write(buffer);
-        }
-
-        public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-            WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
-
-        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
-        {
-            _hash.Append(buffer.Span);
-            _length += buffer.Length;
-            CheckpointStorageMetrics.Fetched(metricsKind, buffer.Length);
-            return inner.WriteAsync(buffer, cancellationToken);
-        }
-
-        public override void Flush() => inner.Flush();
-
-        public override Task FlushAsync(CancellationToken cancellationToken) => inner.FlushAsync(cancellationToken);
-
-        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-        public override void SetLength(long value) => throw new NotSupportedException();
     }
 }

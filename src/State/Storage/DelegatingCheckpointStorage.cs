@@ -4,8 +4,13 @@ namespace StreamGrains.State.Storage;
 /// A checkpoint storage that passes every call to another one; override the calls to decorate (fault injection,
 /// metering, throttling).
 /// </summary>
+/// <remarks>
+/// The optional capabilities pass through too: <see cref="TryLinkFileAsync"/> links when the inner storage can. A
+/// decorator that must see every byte a restore reads (one that holds, fails or counts downloads) overrides it to
+/// return false, so that restores download.
+/// </remarks>
 /// <param name="inner">The storage calls go to.</param>
-public abstract class DelegatingCheckpointStorage(ICheckpointStorage inner) : ICheckpointStorage
+public abstract class DelegatingCheckpointStorage(ICheckpointStorage inner) : ICheckpointStorage, ILinkingCheckpointStorage
 {
     /// <summary>The storage calls go to.</summary>
     protected ICheckpointStorage Inner { get; } = inner ?? throw new ArgumentNullException(nameof(inner));
@@ -42,4 +47,9 @@ public abstract class DelegatingCheckpointStorage(ICheckpointStorage inner) : IC
 
     /// <inheritdoc />
     public virtual Task CopyAsync(string sourcePath, string destinationPath, CancellationToken cancellationToken) => Inner.CopyAsync(sourcePath, destinationPath, cancellationToken);
+
+    /// <inheritdoc />
+    /// <remarks>False when the inner storage cannot link (it does not implement <see cref="ILinkingCheckpointStorage"/>).</remarks>
+    public virtual Task<bool> TryLinkFileAsync(string path, string localPath, StoredObject? expected, CancellationToken cancellationToken) =>
+        Inner is ILinkingCheckpointStorage linking ? linking.TryLinkFileAsync(path, localPath, expected, cancellationToken) : Task.FromResult(false);
 }

@@ -1,8 +1,6 @@
 using System.Buffers;
-using System.Globalization;
 using System.IO.Hashing;
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 
 namespace StreamGrains.State.Storage;
 
@@ -16,7 +14,7 @@ namespace StreamGrains.State.Storage;
 /// copy and costs no bytes), falling back to a real copy across devices, on Windows, or when linking fails.</para>
 /// <para>Checksums of listed objects are null: computing them would read every byte.</para>
 /// </remarks>
-public sealed partial class FileSystemCheckpointStorage : ICheckpointStorage
+public sealed class FileSystemCheckpointStorage : ICheckpointStorage, ILinkingCheckpointStorage
 {
     private const int CopyBufferSize = 1 << 20;
     private const string TemporaryPrefix = ".tmp-";
@@ -134,14 +132,8 @@ public sealed partial class FileSystemCheckpointStorage : ICheckpointStorage
         }
     }
 
-    /// <summary>
-    /// Gives <paramref name="localPath"/> the content of <paramref name="path"/> by a hard link instead of a copy, after
-    /// verifying the length and checksum against <paramref name="expected"/> (which reads the object once, but writes
-    /// nothing). Returns false, leaving nothing behind, when <see cref="LinkOnRestore"/> is off or the OS cannot link the
-    /// two paths: then download instead.
-    /// </summary>
-    /// <exception cref="CheckpointObjectNotFoundException">The object does not exist.</exception>
-    /// <exception cref="CheckpointStorageCorruptException">Its length or checksum differs from <paramref name="expected"/>.</exception>
+    /// <inheritdoc />
+    /// <remarks>False when <see cref="LinkOnRestore"/> is off, or the OS cannot link the two paths (another device, no hard links, Windows).</remarks>
     public async Task<bool> TryLinkFileAsync(string path, string localPath, StoredObject? expected, CancellationToken cancellationToken)
     {
         ArgumentException.ThrowIfNullOrEmpty(localPath);
@@ -164,7 +156,7 @@ public sealed partial class FileSystemCheckpointStorage : ICheckpointStorage
             var temporary = TemporaryNextTo(destination);
             try
             {
-                if (!TryHardLink(source, temporary))
+                if (!HardLinks.TryLink(source, temporary))
                 {
                     return false;
                 }
@@ -365,7 +357,7 @@ public sealed partial class FileSystemCheckpointStorage : ICheckpointStorage
             var temporary = TemporaryNextTo(destination);
             try
             {
-                if (!TryHardLink(source, temporary))
+                if (!HardLinks.TryLink(source, temporary))
                 {
                     File.Copy(source, temporary, overwrite: false);
                 }
@@ -514,7 +506,7 @@ public sealed partial class FileSystemCheckpointStorage : ICheckpointStorage
     /// </remarks>
     private static bool TryCreateFrom(string temporary, string target)
     {
-        if (TryHardLink(temporary, target))
+        if (HardLinks.TryLink(temporary, target))
         {
             return true;
         }
@@ -533,98 +525,5 @@ public sealed partial class FileSystemCheckpointStorage : ICheckpointStorage
         {
             return false;
         }
-    }
-
-    /// <summary>Creates <paramref name="link"/> as a hard link to <paramref name="existing"/>; false when the OS cannot (then copy).</summary>
-    private static bool TryHardLink(string existing, string link)
-    {
-        if (OperatingSystem.IsWindows())
-        {
-            return false;
-        }
-
-        try
-        {
-            // Fails with EXDEV across devices, EPERM/ENOTSUP where the filesystem has no hard links, EMLINK at the link limit.
-            return Link(existing, link) == 0;
-        }
-        catch (Exception ex) when (ex is DllNotFoundException or EntryPointNotFoundException)
-        {
-            return false;
-        }
-    }
-
-    [LibraryImport("libc", EntryPoint = "link", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
-    private static partial int Link(string existing, string link);
-}
-
-/// <summary>The checksum format of checkpoint storage: XxHash64 as 16 lowercase hex digits.</summary>
-public static class Checksums
-{
-    /// <summary>Formats a hash.</summary>
-    public static string ToHex(ulong hash) => hash.ToString("x16", CultureInfo.InvariantCulture);
-
-    /// <summary>Throws <see cref="CheckpointStorageCorruptException"/> when a download's length or checksum differs from what was stored.</summary>
-    public static void Verify(string path, StoredObject? expected, long length, string checksum)
-    {
-        if (expected is null)
-        {
-            return;
-        }
-
-        if (expected.Length != length)
-        {
-            throw new CheckpointStorageCorruptException(path, $"it has {length} bytes where {expected.Length} were stored");
-        }
-
-        if (expected.Checksum is { } stored && !string.Equals(stored, checksum, StringComparison.OrdinalIgnoreCase))
-        {
-            throw new CheckpointStorageCorruptException(path, $"its XxHash64 is {checksum} where {stored} was stored");
-        }
-    }
-
-    /// <summary>The checksum of <paramref name="content"/>.</summary>
-    public static string Of(ReadOnlySpan<byte> content) => ToHex(XxHash64.HashToUInt64(content));
-
-    /// <summary>The length and checksum of a file's content.</summary>
-    public static async Task<(long Length, string Checksum)> OfFileAsync(string path, CancellationToken cancellationToken)
-    {
-        var hash = new XxHash64();
-        await using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, FileOptions.Asynchronous | FileOptions.SequentialScan);
-        await hash.AppendAsync(stream, cancellationToken);
-        return (stream.Length, ToHex(hash.GetCurrentHashAsUInt64()));
-    }
-}
-
-/// <summary>The rules for paths in checkpoint storage, the same for every implementation.</summary>
-internal static class StoragePaths
-{
-    /// <summary>Throws <see cref="ArgumentException"/> naming <paramref name="path"/> unless it is relative, '/'-separated, without empty, "." or ".." segments.</summary>
-    public static void Validate(string path, [CallerArgumentExpression(nameof(path))] string? parameterName = null)
-    {
-        ArgumentNullException.ThrowIfNull(path, parameterName);
-        if (!IsValid(path))
-        {
-            throw new ArgumentException($"'{path}' is not a valid checkpoint storage path: it must be relative and '/'-separated, without a leading '/', '\\', or empty, '.' or '..' segments.", parameterName);
-        }
-    }
-
-    /// <summary>Whether <paramref name="path"/> follows the rules.</summary>
-    public static bool IsValid(string path)
-    {
-        if (path.Length == 0 || path.Contains('\\', StringComparison.Ordinal) || path.Contains('\0', StringComparison.Ordinal))
-        {
-            return false;
-        }
-
-        foreach (var segment in path.Split('/'))
-        {
-            if (segment is "" or "." or "..")
-            {
-                return false;
-            }
-        }
-
-        return true;
     }
 }

@@ -57,35 +57,3 @@ public interface ICheckpointStorage
     /// </summary>
     Task CopyAsync(string sourcePath, string destinationPath, CancellationToken cancellationToken);
 }
-
-/// <summary>A checkpoint storage operation failed.</summary>
-public class CheckpointStorageException : Exception
-{
-    /// <summary>Creates the exception.</summary>
-    public CheckpointStorageException(string message)
-        : base(message)
-    {
-    }
-
-    /// <summary>Creates the exception with a cause.</summary>
-    public CheckpointStorageException(string message, Exception innerException)
-        : base(message, innerException)
-    {
-    }
-}
-
-/// <summary>An object that should exist in checkpoint storage does not.</summary>
-public sealed class CheckpointObjectNotFoundException(string path, string location)
-    : CheckpointStorageException($"'{path}' does not exist in checkpoint storage {location}.")
-{
-    /// <summary>The missing path.</summary>
-    public string Path { get; } = path;
-}
-
-/// <summary>A downloaded object does not match the length or checksum recorded when it was stored.</summary>
-public sealed class CheckpointStorageCorruptException(string path, string reason)
-    : CheckpointStorageException($"'{path}' in checkpoint storage is corrupt: {reason}.")
-{
-    /// <summary>The corrupt path.</summary>
-    public string Path { get; } = path;
-}

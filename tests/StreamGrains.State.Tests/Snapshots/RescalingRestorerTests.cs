@@ -663,7 +663,10 @@ public sealed class RescalingRestorerTests : IDisposable
             + Timers.Count(t => range.Contains(KeyGroupOf(t.Key)));
     }
 
-    /// <summary>Storage whose downloads wait until <see cref="Release"/>, and which records every path it downloads.</summary>
+    /// <summary>
+    /// Storage whose downloads wait until <see cref="Release"/>, and which records every path it downloads; it declines
+    /// links, so that every file a restore takes from storage is downloaded (held and recorded).
+    /// </summary>
     private sealed class HeldDownloads(ICheckpointStorage inner, bool fail = false) : DelegatingCheckpointStorage(inner)
     {
         private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -684,6 +687,8 @@ public sealed class RescalingRestorerTests : IDisposable
 
             await base.DownloadFileAsync(path, localPath, expected, cancellationToken);
         }
+
+        public override Task<bool> TryLinkFileAsync(string path, string localPath, StoredObject? expected, CancellationToken cancellationToken) => Task.FromResult(false);
     }
 
     private sealed class RecordingProgress : IProgress<RestoreProgress>
