@@ -44,7 +44,7 @@ internal interface ISubtaskListener
 
     void OnCheckpointAcknowledged(SubtaskCheckpointAck ack);
 
-    void OnCheckpointDeclined(SubtaskId subtask, long checkpointId, string reason);
+    void OnCheckpointDeclined(SubtaskId subtask, long checkpointId, CheckpointDeclineReason reason, string message);
 }
 
 /// <summary>
@@ -523,7 +523,7 @@ internal sealed class SubtaskRunner : IAsyncDisposable
         catch (Exception ex)
         {
             _services.Logger.LogWarning(ex, "Subtask {Subtask}: synchronous part of checkpoint {Checkpoint} failed", Id, checkpointId);
-            _services.Listener.OnCheckpointDeclined(Id, checkpointId, $"subtask {Id} could not snapshot: {ex.Message}");
+            _services.Listener.OnCheckpointDeclined(Id, checkpointId, CheckpointDeclineReason.SnapshotFailed, $"subtask {Id} could not snapshot: {ex.Message}");
             return;
         }
 
@@ -580,7 +580,7 @@ internal sealed class SubtaskRunner : IAsyncDisposable
         catch (Exception ex) when (!_disposed)
         {
             _services.Logger.LogWarning(ex, "Subtask {Subtask}: storing checkpoint {Checkpoint} failed", Id, checkpointId);
-            _services.Listener.OnCheckpointDeclined(Id, checkpointId, $"subtask {Id} could not store its state: {ex.Message}");
+            _services.Listener.OnCheckpointDeclined(Id, checkpointId, CheckpointDeclineReason.StoreFailed, $"subtask {Id} could not store its state: {ex.Message}");
         }
         catch (Exception)
         {
