@@ -14,10 +14,11 @@ namespace StreamGrains.Grains.Subtasks;
 /// stop-with-savepoint.
 /// </summary>
 /// <remarks>
-/// <para>On the mailbox (called by <see cref="SubtaskMailbox"/> between batches): <see cref="PerformCheckpoint"/> when a
-/// source is triggered or the barriers of a checkpoint are aligned, and the coordinator's notifications.
-/// <see cref="PrepareSnapshot"/> is called by a grain call, on the grain's scheduler, before the checkpoint's barrier
-/// can arrive.</para>
+/// <para>Called by the <see cref="SubtaskMailbox"/> from its loop: <see cref="PerformCheckpoint"/> when a source is
+/// triggered or the barriers of a checkpoint are aligned (after the records of the batch that completed the alignment,
+/// before the next batch), and the coordinator's notifications (handled at once, still on the grain's scheduler, once
+/// the subtask has finished and its loop has ended). <see cref="PrepareSnapshot"/> is called by a grain call, on the
+/// grain's scheduler, before the checkpoint's barrier can arrive.</para>
 /// <para>The asynchronous part of a snapshot (the uploads) runs on the thread pool and does not return to the grain's
 /// scheduler: it acknowledges (or declines) from the thread pool, or, when the uploads had already ended by the time
 /// they were awaited, still on the mailbox's turn; the listener must accept both. It touches only what the synchronous

@@ -17,9 +17,9 @@ namespace StreamGrains.Grains.Subtasks;
 /// <see cref="DeadlineClock"/>), the <see cref="SubtaskCheckpointing"/> (snapshots, acknowledgements and declines,
 /// notifications, stop-with-savepoint), the <see cref="SubtaskLifecycle"/> (the state and the report of finish or
 /// failure) and the <see cref="SubtaskDirectories"/> (local files and their cleanup).</para>
-/// <para>Threading: the grain calls it on the grain's scheduler, one turn at a time; they only update queues and wake
-/// the mailbox. The asynchronous part of a snapshot runs on the thread pool and acknowledges from there (see
-/// <see cref="SubtaskCheckpointing"/>).</para>
+/// <para>Threading: the grain calls it on the grain's scheduler, one turn at a time; the calls only update queues and
+/// wake the mailbox. The asynchronous part of a snapshot runs on the thread pool and acknowledges without returning to
+/// the grain's scheduler (see <see cref="SubtaskCheckpointing"/>).</para>
 /// </remarks>
 internal sealed class SubtaskRunner : IAsyncDisposable
 {
