@@ -88,9 +88,9 @@ public interface ICheckpointCoordinatorGrain : IGrainWithStringKey
     [OneWay]
     Task Acknowledge(int attempt, Snapshots.SubtaskCheckpointAck ack);
 
-    /// <summary>A subtask could not take or store its part of a checkpoint.</summary>
+    /// <summary>A subtask could not take or store its part of a checkpoint: <paramref name="reason"/> says which, <paramref name="message"/> says why.</summary>
     [OneWay]
-    Task Decline(int attempt, long checkpointId, SubtaskId subtask, string reason);
+    Task Decline(int attempt, long checkpointId, SubtaskId subtask, Snapshots.CheckpointDeclineReason reason, string message);
 
     /// <summary>Triggers a checkpoint now (unless one is pending) and waits up to <paramref name="maxWait"/> for it to end.</summary>
     Task<Snapshots.CheckpointStats> TriggerNow(int attempt, TimeSpan maxWait);

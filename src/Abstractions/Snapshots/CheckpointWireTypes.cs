@@ -83,6 +83,16 @@ public enum CheckpointFailureReason : byte
     SubtasksFinished = 5,
 }
 
+/// <summary>Why a subtask declined its part of a checkpoint (the checkpoint then fails with <see cref="CheckpointFailureReason.Declined"/>).</summary>
+public enum CheckpointDeclineReason : byte
+{
+    /// <summary>The synchronous part on the subtask's mailbox threw: an operator could not take its snapshot.</summary>
+    SnapshotFailed = 0,
+
+    /// <summary>The asynchronous part threw: the subtask's state could not be stored (uploaded).</summary>
+    StoreFailed = 1,
+}
+
 /// <summary>Outcome of a checkpoint.</summary>
 public enum CheckpointOutcome : byte
 {
@@ -141,4 +151,7 @@ public sealed record CheckpointStats
 
     /// <summary>Changelog mode: changelog bytes written by all subtasks since their previous checkpoint.</summary>
     [Id(13)] public long ChangelogBytes { get; init; }
+
+    /// <summary>Why the subtask declined, when <see cref="FailureReason"/> is <see cref="CheckpointFailureReason.Declined"/>.</summary>
+    [Id(14)] public CheckpointDeclineReason? DeclineReason { get; init; }
 }

@@ -92,11 +92,11 @@ internal sealed class CheckpointCoordinatorGrain(ICheckpointStorage storage, Tim
         await CompleteAsync(pending);
     }
 
-    public Task Decline(int attempt, long checkpointId, SubtaskId subtask, string reason)
+    public Task Decline(int attempt, long checkpointId, SubtaskId subtask, CheckpointDeclineReason reason, string message)
     {
         if (_pending is { } pending && pending.Attempt == attempt && pending.CheckpointId == checkpointId)
         {
-            Abort(pending, CheckpointFailureReason.Declined, reason);
+            Abort(pending, CheckpointFailureReason.Declined, message, reason);
         }
 
         return Task.CompletedTask;
@@ -441,7 +441,7 @@ internal sealed class CheckpointCoordinatorGrain(ICheckpointStorage storage, Tim
         }
     }
 
-    private void Abort(PendingCheckpoint? pending, CheckpointFailureReason reason, string message)
+    private void Abort(PendingCheckpoint? pending, CheckpointFailureReason reason, string message, CheckpointDeclineReason? declineReason = null)
     {
         if (pending is null || _pending != pending)
         {
@@ -450,7 +450,7 @@ internal sealed class CheckpointCoordinatorGrain(ICheckpointStorage storage, Tim
 
         _pending = null;
         pending.Timeout.Cancel();
-        var stats = pending.Stats(CheckpointOutcome.Aborted, time.GetUtcNow(), reason: reason, message: message);
+        var stats = pending.Stats(CheckpointOutcome.Aborted, time.GetUtcNow(), reason: reason, message: message, declineReason: declineReason);
         _stats.Report(stats);
         pending.Resolve(stats);
         logger.LogWarning("Checkpoint {Checkpoint} of job {Job} aborted ({Reason}): {Message}", pending.CheckpointId, JobId, reason, message);

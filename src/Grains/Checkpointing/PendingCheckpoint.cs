@@ -75,8 +75,8 @@ internal sealed class PendingCheckpoint(long checkpointId, int attempt, DateTime
         };
     }
 
-    /// <summary>Statistics of the checkpoint in its current state.</summary>
-    public CheckpointStats Stats(CheckpointOutcome outcome, DateTimeOffset now, string? manifestPath = null, CheckpointFailureReason? reason = null, string? message = null)
+    /// <summary>Statistics of the checkpoint in its current state (with why it failed, and why a subtask declined, when it was aborted).</summary>
+    public CheckpointStats Stats(CheckpointOutcome outcome, DateTimeOffset now, string? manifestPath = null, CheckpointFailureReason? reason = null, string? message = null, CheckpointDeclineReason? declineReason = null)
     {
         var subtasks = _acks.Select(static a => a.Stats).ToArray();
         return new CheckpointStats
@@ -87,6 +87,7 @@ internal sealed class PendingCheckpoint(long checkpointId, int attempt, DateTime
             Duration = outcome == CheckpointOutcome.InProgress ? null : now - TriggeredAt,
             FailureReason = reason,
             FailureMessage = message,
+            DeclineReason = declineReason,
             BytesUploaded = subtasks.Sum(static s => s.BytesUploaded),
             FullSize = subtasks.Sum(static s => s.FullSize),
             ChangelogBytes = subtasks.Sum(static s => s.ChangelogBytes),

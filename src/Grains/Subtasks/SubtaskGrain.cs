@@ -151,8 +151,8 @@ internal sealed class SubtaskGrain(
     void ISubtaskListener.OnCheckpointAcknowledged(SubtaskCheckpointAck ack) =>
         _ = siloGrainFactory.GetGrain<ICheckpointCoordinatorGrain>(ack.Subtask.Job.Value).Acknowledge(ack.Subtask.Attempt, ack);
 
-    void ISubtaskListener.OnCheckpointDeclined(SubtaskId subtask, long checkpointId, string reason) =>
-        _ = siloGrainFactory.GetGrain<ICheckpointCoordinatorGrain>(subtask.Job.Value).Decline(subtask.Attempt, checkpointId, subtask, reason);
+    void ISubtaskListener.OnCheckpointDeclined(SubtaskId subtask, long checkpointId, CheckpointDeclineReason reason, string message) =>
+        _ = siloGrainFactory.GetGrain<ICheckpointCoordinatorGrain>(subtask.Job.Value).Decline(subtask.Attempt, checkpointId, subtask, reason, message);
 
     private SubtaskRunner Runner
     {
