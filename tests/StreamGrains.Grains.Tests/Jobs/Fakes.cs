@@ -89,7 +89,7 @@ internal sealed class RecordingCoordinator : ICheckpointCoordinatorGrain
 
     public Task Acknowledge(int attempt, SubtaskCheckpointAck ack) => throw new NotSupportedException();
 
-    public Task Decline(int attempt, long checkpointId, SubtaskId subtask, string reason) => throw new NotSupportedException();
+    public Task Decline(int attempt, long checkpointId, SubtaskId subtask, CheckpointDeclineReason reason, string message) => throw new NotSupportedException();
 
     public Task<CheckpointStats> TriggerNow(int attempt, TimeSpan maxWait) => throw new NotSupportedException();
 

@@ -7,6 +7,7 @@ using StreamGrains.Grains.Operators;
 using StreamGrains.Grains.Subtasks;
 using StreamGrains.Runtime;
 using StreamGrains.Snapshots;
+using StreamGrains.State.Snapshots;
 
 namespace StreamGrains.Grains.Tests.Subtasks;
 
