@@ -4,6 +4,7 @@ using Microsoft.Extensions.Options;
 using StreamGrains.Samples;
 using StreamGrains.Snapshots;
 using StreamGrains.State.Storage;
+using StreamGrains.TestInfrastructure;
 using StreamGrains.Testing;
 
 namespace StreamGrains.Grains.Tests;

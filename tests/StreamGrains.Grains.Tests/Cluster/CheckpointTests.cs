@@ -8,6 +8,7 @@ using StreamGrains.State.RocksDb;
 using StreamGrains.State.Serialization;
 using StreamGrains.State.Snapshots;
 using StreamGrains.State.Storage;
+using StreamGrains.TestInfrastructure;
 using StreamGrains.Testing;
 
 namespace StreamGrains.Grains.Tests;

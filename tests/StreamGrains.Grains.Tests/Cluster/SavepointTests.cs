@@ -1,6 +1,7 @@
 using StreamGrains.Client;
 using StreamGrains.Snapshots;
 using StreamGrains.State.Storage;
+using StreamGrains.TestInfrastructure;
 using StreamGrains.Testing;
 
 namespace StreamGrains.Grains.Tests;
