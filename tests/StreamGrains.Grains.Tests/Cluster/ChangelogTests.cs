@@ -9,7 +9,7 @@ using StreamGrains.Testing;
 
 namespace StreamGrains.Grains.Tests;
 
-public sealed class ChangelogTests
+public sealed class ChangelogTests(TwoSiloCluster fixture) : IClassFixture<TwoSiloCluster>
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromMinutes(3);
 
@@ -111,7 +111,7 @@ public sealed class ChangelogTests
     public async Task Stop_with_savepoint_in_changelog_mode_restores_at_parallelism_2_5_1_3_across_mode_switches_with_exact_state_and_timers_once()
     {
         var name = $"changelog-rescale-{Guid.NewGuid():N}";
-        await using var cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions { Silos = 2 });
+        var cluster = fixture.Cluster;
         var client = cluster.Client;
         var results = RichStore.Of(name);
         string? restoreFrom = null;
@@ -160,7 +160,7 @@ public sealed class ChangelogTests
     public async Task Changelog_storage_stays_bounded_over_a_long_run_with_a_short_materialization_interval()
     {
         var name = $"changelog-bounded-{Guid.NewGuid():N}";
-        await using var cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions { Silos = 2 });
+        var cluster = fixture.Cluster;
         var client = cluster.Client;
         var storage = CheckpointTests.StorageOf(cluster);
         var parameters = JobParameters.Empty.With("events", 1_000_000_000).With("keys", 20_000).With("rate", 40_000).With("name", name);
@@ -251,7 +251,7 @@ public sealed class ChangelogTests
     public async Task A_restart_deletes_what_the_failed_attempt_uploaded_that_no_retained_checkpoint_refers_to()
     {
         var name = $"changelog-orphans-{Guid.NewGuid():N}";
-        await using var cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions { Silos = 2 });
+        var cluster = fixture.Cluster;
         var client = cluster.Client;
         var storage = CheckpointTests.StorageOf(cluster);
         var (jobId, orphans) = await RunPastACheckpointAsync(cluster, name);

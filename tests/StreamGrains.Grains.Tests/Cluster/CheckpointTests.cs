@@ -13,7 +13,7 @@ using StreamGrains.Testing;
 
 namespace StreamGrains.Grains.Tests;
 
-public sealed class CheckpointTests
+public sealed class CheckpointTests(TwoSiloCluster fixture) : IClassFixture<TwoSiloCluster>
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromMinutes(3);
 
@@ -65,7 +65,7 @@ public sealed class CheckpointTests
     [Fact]
     public async Task Every_completed_checkpoint_of_a_two_input_operator_fed_at_different_rates_is_consistent()
     {
-        await using var cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions { Silos = 2 });
+        var cluster = fixture.Cluster;
         var client = cluster.Client;
         var jobId = await cluster.SubmitAsync<FastSlowJob>(configure: static s => s with
         {
@@ -101,7 +101,7 @@ public sealed class CheckpointTests
     public async Task After_updating_one_percent_of_the_keys_a_checkpoint_uploads_less_than_a_tenth_of_the_first()
     {
         const long Keys = 20_000;
-        await using var cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions { Silos = 2 });
+        var cluster = fixture.Cluster;
         var client = cluster.Client;
         var parameters = JobParameters.Empty.With("keys", Keys).With("rate", 400);
         var jobId = await cluster.SubmitAsync<OverwriteJob>(parameters, parallelism: 2, configure: static s => s with
@@ -270,7 +270,7 @@ public sealed class CheckpointTests
         const long Events = 1_000_000;
         const long Keys = 10_000;
         var name = $"fallback-{Guid.NewGuid():N}";
-        await using var cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions { Silos = 2 });
+        var cluster = fixture.Cluster;
         var client = cluster.Client;
         var parameters = JobParameters.Empty.With("events", Events).With("keys", Keys).With("seed", 5).With("rate", 100_000).With("name", name);
         var jobId = await cluster.SubmitAsync<ResilientCountJob>(parameters, parallelism: 2, configure: Checkpointed);
