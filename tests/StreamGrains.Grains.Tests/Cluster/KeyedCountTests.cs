@@ -3,6 +3,7 @@ using StreamGrains.Testing;
 
 namespace StreamGrains.Grains.Tests;
 
+[Collection(nameof(CpuHeavyCollection))]
 public sealed class KeyedCountTests
 {
     [Fact]
