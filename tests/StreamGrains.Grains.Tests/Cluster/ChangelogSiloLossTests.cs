@@ -8,7 +8,7 @@ using StreamGrains.Testing;
 
 namespace StreamGrains.Grains.Tests;
 
-[Collection(nameof(CpuHeavyCollection))]
+[Collection(nameof(SiloLossCollection))]
 public sealed class ChangelogSiloLossTests
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromMinutes(3);

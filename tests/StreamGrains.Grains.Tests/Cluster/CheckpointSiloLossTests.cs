@@ -6,7 +6,7 @@ using StreamGrains.Testing;
 
 namespace StreamGrains.Grains.Tests;
 
-[Collection(nameof(CpuHeavyCollection))]
+[Collection(nameof(SiloLossCollection))]
 public sealed class CheckpointSiloLossTests
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromMinutes(3);

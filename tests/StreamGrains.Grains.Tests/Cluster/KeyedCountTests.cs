@@ -3,7 +3,6 @@ using StreamGrains.Testing;
 
 namespace StreamGrains.Grains.Tests;
 
-[Collection(nameof(CpuHeavyCollection))]
 public sealed class KeyedCountTests
 {
     [Fact]
