@@ -3,6 +3,7 @@ using StreamGrains.Client;
 using StreamGrains.Grains;
 using StreamGrains.Snapshots;
 using StreamGrains.State.Storage;
+using StreamGrains.TestInfrastructure;
 using StreamGrains.Testing;
 
 namespace StreamGrains.Benchmarks.Checkpoints;

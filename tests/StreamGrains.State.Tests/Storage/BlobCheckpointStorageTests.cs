@@ -6,7 +6,7 @@ using Azure.Core.Pipeline;
 using Azure.Storage.Blobs;
 using Azure.Storage.Blobs.Models;
 using StreamGrains.State.Storage;
-using StreamGrains.Testing;
+using StreamGrains.TestInfrastructure;
 using Xunit.Abstractions;
 
 namespace StreamGrains.State.Tests.Storage;

@@ -1,11 +1,12 @@
 using StreamGrains.Client;
 using StreamGrains.Snapshots;
 using StreamGrains.State.Storage;
+using StreamGrains.TestInfrastructure;
 using StreamGrains.Testing;
 
 namespace StreamGrains.Grains.Tests;
 
-public sealed class SavepointTests
+public sealed class SavepointTests(TwoSiloCluster fixture) : IClassFixture<TwoSiloCluster>
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromMinutes(3);
     internal const long Events = 200_000;
@@ -16,7 +17,7 @@ public sealed class SavepointTests
     public async Task Stop_with_savepoint_and_restore_at_parallelism_2_5_1_3_gives_exact_state_and_fires_every_timer_once()
     {
         var name = $"rescale-{Guid.NewGuid():N}";
-        await using var cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions { Silos = 2 });
+        var cluster = fixture.Cluster;
         var client = cluster.Client;
         var results = RichStore.Of(name);
         string? restoreFrom = null;
@@ -55,7 +56,7 @@ public sealed class SavepointTests
     public async Task A_changed_job_restores_with_AllowNonRestoredState_and_without_it_the_error_names_the_removed_Uid()
     {
         var name = $"changed-{Guid.NewGuid():N}";
-        await using var cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions { Silos = 2 });
+        var cluster = fixture.Cluster;
         var client = cluster.Client;
         var results = RichStore.Of(name);
         var jobId = await cluster.SubmitAsync<RichStateJob>(RichParameters(name), 2, Checkpointed);
@@ -85,7 +86,7 @@ public sealed class SavepointTests
         var name = $"profiles-{Guid.NewGuid():N}";
         const long ProfileEvents = 20_000;
         const long ProfileKeys = 100;
-        await using var cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions { Silos = 2 });
+        var cluster = fixture.Cluster;
         var client = cluster.Client;
         var results = RichStore.Of(name);
         var parameters = JobParameters.Empty.With("events", ProfileEvents).With("keys", ProfileKeys).With("rate", 10_000).With("name", name);
@@ -156,7 +157,7 @@ public sealed class SavepointTests
     public async Task A_canonical_savepoint_restores_at_another_parallelism_with_identical_state_for_every_key()
     {
         var name = $"canonical-{Guid.NewGuid():N}";
-        await using var cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions { Silos = 2 });
+        var cluster = fixture.Cluster;
         var client = cluster.Client;
         var results = RichStore.Of(name);
         // Timers far in the future: none fires while the state is compared (they are part of the state compared).
@@ -185,7 +186,7 @@ public sealed class SavepointTests
     public async Task A_failed_stop_with_savepoint_keeps_the_job_running_and_an_upgrade_can_fall_back_to_the_latest_checkpoint()
     {
         var name = $"failing-{Guid.NewGuid():N}";
-        await using var cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions { Silos = 2 });
+        var cluster = fixture.Cluster;
         var client = cluster.Client;
         var results = RichStore.Of(name);
         var jobId = await cluster.SubmitAsync<RichStateJob>(RichParameters(name), 2, Checkpointed);
@@ -216,7 +217,7 @@ public sealed class SavepointTests
     public async Task NoClaim_uploads_the_first_checkpoint_in_full_and_Claim_builds_on_the_restored_files()
     {
         var name = $"claim-{Guid.NewGuid():N}";
-        await using var cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions { Silos = 2 });
+        var cluster = fixture.Cluster;
         var client = cluster.Client;
         var results = RichStore.Of(name);
         // Timers far in the future: none fires after the restore, so the restored state stays as it was.
@@ -247,7 +248,7 @@ public sealed class SavepointTests
     public async Task Bad_savepoint_requests_are_refused_with_the_reason_and_the_job_keeps_running()
     {
         var name = $"bad-{Guid.NewGuid():N}";
-        await using var cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions { Silos = 2 });
+        var cluster = fixture.Cluster;
         var client = cluster.Client;
         var results = RichStore.Of(name);
         var uncheckpointed = await cluster.SubmitAsync<RichStateJob>(RichParameters(name + "-unchecked"), 1);

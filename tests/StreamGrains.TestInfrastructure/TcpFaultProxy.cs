@@ -1,7 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 
-namespace StreamGrains.Testing;
+namespace StreamGrains.TestInfrastructure;
 
 /// <summary>
 /// A loopback TCP forwarder for fault injection: clients connect to <c>127.0.0.1:</c><see cref="Port"/> and their bytes

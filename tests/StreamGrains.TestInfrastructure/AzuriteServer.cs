@@ -6,7 +6,7 @@ using System.Net.Sockets;
 using System.Text;
 using Azure.Storage.Blobs;
 
-namespace StreamGrains.Testing;
+namespace StreamGrains.TestInfrastructure;
 
 /// <summary>
 /// A real Azure Storage emulator (Azurite, pinned in <c>tools/azurite/package.json</c>) for tests: its blob service, and

@@ -1,8 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
-using StreamGrains.Testing;
 
-namespace StreamGrains.State.Tests.Storage;
+namespace StreamGrains.TestInfrastructure.Tests;
 
 /// <summary>The fault-injection proxy the blob storage tests rely on, against a loopback echo server.</summary>
 public sealed class TcpFaultProxyTests : IAsyncLifetime

@@ -1,9 +1,8 @@
 using System.Net;
 using System.Net.Sockets;
 using Azure.Storage.Blobs;
-using StreamGrains.Testing;
 
-namespace StreamGrains.State.Tests.Storage;
+namespace StreamGrains.TestInfrastructure.Tests;
 
 /// <summary>The Azurite fixture itself: both services answer, and disposing stops them and deletes their data.</summary>
 public sealed class AzuriteServerTests

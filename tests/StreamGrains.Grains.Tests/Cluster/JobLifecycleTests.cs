@@ -1,22 +1,8 @@
 using StreamGrains.Client;
-using StreamGrains.Testing;
 
 namespace StreamGrains.Grains.Tests;
 
-[CollectionDefinition(nameof(SharedCluster))]
-public sealed class SharedCluster : ICollectionFixture<ClusterFixture>;
-
-public sealed class ClusterFixture : IAsyncLifetime
-{
-    public StreamGrainsCluster Cluster { get; private set; } = null!;
-
-    public async Task InitializeAsync() => Cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions { Silos = 2 });
-
-    public async Task DisposeAsync() => await Cluster.DisposeAsync();
-}
-
-[Collection(nameof(SharedCluster))]
-public sealed class JobLifecycleTests(ClusterFixture fixture)
+public sealed class JobLifecycleTests(TwoSiloCluster fixture) : IClassFixture<TwoSiloCluster>
 {
     private StreamGrainsClient Client => fixture.Cluster.Client;
 

@@ -8,63 +8,19 @@ using StreamGrains.State.RocksDb;
 using StreamGrains.State.Serialization;
 using StreamGrains.State.Snapshots;
 using StreamGrains.State.Storage;
+using StreamGrains.TestInfrastructure;
 using StreamGrains.Testing;
 
 namespace StreamGrains.Grains.Tests;
 
-public sealed class CheckpointTests
+public sealed class CheckpointTests(TwoSiloCluster fixture) : IClassFixture<TwoSiloCluster>
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromMinutes(3);
-
-    [Theory]
-    [InlineData(CheckpointStorageOptions.FileSystemKind)]
-    [InlineData(CheckpointStorageOptions.AzureBlobKind)]
-    public async Task Keyed_count_is_exact_after_two_silo_losses_and_a_user_exception(string storageKind)
-    {
-        const long Events = 5_000_000;
-        const long Keys = 100_000;
-        const long Seed = 11;
-        var name = $"exactly-once-{Guid.NewGuid():N}";
-        await using var azurite = storageKind == CheckpointStorageOptions.AzureBlobKind ? await AzuriteServer.StartAsync() : null;
-        await using var cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions
-        {
-            Silos = 3,
-            ConfigureRuntime = azurite is null ? null : o => UseBlob(o, azurite.ConnectionString),
-        });
-        var client = cluster.Client;
-        var parameters = JobParameters.Empty.With("events", Events).With("keys", Keys).With("seed", Seed).With("rate", 150_000).With("name", name);
-        var jobId = await cluster.SubmitAsync<ResilientCountJob>(parameters, parallelism: 3, configure: Checkpointed);
-        await client.WaitForStateAsync(jobId, JobState.Running, Timeout);
-        Assert.Equal(CheckpointOutcome.Completed, (await client.TriggerCheckpointAsync(jobId, Timeout)).Outcome);
-
-        // Hard stop of a silo: its subtasks are gone; the job restarts all subtasks from the latest checkpoint.
-        var first = cluster.Orleans.Silos[1];
-        var second = cluster.Orleans.Silos[2];
-        await cluster.Orleans.KillSiloAsync(first);
-        var recovered = await client.WaitForAsync(jobId, static s => s.Attempt > 1 && s.State == JobState.Running, Timeout);
-        Assert.Equal(JobState.Running, recovered.State);
-        Assert.Equal(CheckpointOutcome.Completed, (await client.TriggerCheckpointAsync(jobId, Timeout)).Outcome);
-
-        // A new silo joins, then another original one (which runs subtasks of the current attempt) is stopped hard.
-        await cluster.Orleans.StartAdditionalSiloAsync();
-        Assert.Contains((await client.GetStatusAsync(jobId)).Subtasks, s => s.Silo == second.SiloAddress.ToString());
-        await cluster.Orleans.KillSiloAsync(second);
-        recovered = await client.WaitForAsync(jobId, s => s.Attempt > recovered.Attempt && s.State == JobState.Running, Timeout);
-        Assert.Equal(JobState.Running, recovered.State);
-
-        ResultStore.Arm(name);
-        var final = await client.WaitForCompletionAsync(jobId, Timeout);
-
-        Assert.Equal(JobState.Finished, final.State);
-        Assert.True(final.Restarts >= 3, $"expected at least 3 restarts, saw {final.Restarts}: {string.Join(" | ", final.Warnings)}");
-        Assert.Contains(final.Warnings, static w => w.Contains(ResilientCountJob.PoisonMessage, StringComparison.Ordinal));
-        AssertExactCounts(ClickCounts.ExpectedCounts(Seed, Keys, Events), ResultStore.Counts(name));
-    }
 
     [Fact]
     public async Task Every_completed_checkpoint_of_a_two_input_operator_fed_at_different_rates_is_consistent()
     {
-        await using var cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions { Silos = 2 });
+        var cluster = fixture.Cluster;
         var client = cluster.Client;
         var jobId = await cluster.SubmitAsync<FastSlowJob>(configure: static s => s with
         {
@@ -100,7 +56,7 @@ public sealed class CheckpointTests
     public async Task After_updating_one_percent_of_the_keys_a_checkpoint_uploads_less_than_a_tenth_of_the_first()
     {
         const long Keys = 20_000;
-        await using var cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions { Silos = 2 });
+        var cluster = fixture.Cluster;
         var client = cluster.Client;
         var parameters = JobParameters.Empty.With("keys", Keys).With("rate", 400);
         var jobId = await cluster.SubmitAsync<OverwriteJob>(parameters, parallelism: 2, configure: static s => s with
@@ -269,7 +225,7 @@ public sealed class CheckpointTests
         const long Events = 1_000_000;
         const long Keys = 10_000;
         var name = $"fallback-{Guid.NewGuid():N}";
-        await using var cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions { Silos = 2 });
+        var cluster = fixture.Cluster;
         var client = cluster.Client;
         var parameters = JobParameters.Empty.With("events", Events).With("keys", Keys).With("seed", 5).With("rate", 100_000).With("name", name);
         var jobId = await cluster.SubmitAsync<ResilientCountJob>(parameters, parallelism: 2, configure: Checkpointed);
@@ -289,26 +245,6 @@ public sealed class CheckpointTests
         Assert.Contains(final.Warnings, w => w.Contains($"Checkpoint {latest.CheckpointId} ", StringComparison.Ordinal) && w.Contains(onlyInLatest.Path, StringComparison.Ordinal) && w.Contains("missing", StringComparison.Ordinal));
         Assert.Equal(JobState.Finished, final.State);
         AssertExactCounts(ClickCounts.ExpectedCounts(5, Keys, Events), ResultStore.Counts(name));
-    }
-
-    [Fact]
-    public async Task A_checkpoint_directory_without_manifest_is_not_a_checkpoint()
-    {
-        var root = Path.Combine(Path.GetTempPath(), "streamgrains-store-test", Guid.NewGuid().ToString("N"));
-        try
-        {
-            var storage = new FileSystemCheckpointStorage(root);
-            await storage.WriteAsync("job-x/chk-7/counts/0/MANIFEST-000001", new byte[] { 1 }, overwrite: false, CancellationToken.None);
-            await storage.WriteAsync("job-x/chk-3/_manifest.json", ManifestJson.Serialize(new CheckpointManifest { JobId = "job-x", JobType = "T", CheckpointId = 3, MaxParallelism = 128, Operators = [] }), overwrite: false, CancellationToken.None);
-
-            var store = await Checkpointing.CompletedCheckpointStore.LoadAsync(storage, "job-x", Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, CancellationToken.None);
-
-            Assert.Equal(3, Assert.Single(store.Checkpoints).CheckpointId);
-        }
-        finally
-        {
-            Directory.Delete(root, recursive: true);
-        }
     }
 
     [Fact]
