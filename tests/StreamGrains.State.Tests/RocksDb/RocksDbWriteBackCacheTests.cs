@@ -176,17 +176,17 @@ public sealed class RocksDbWriteBackCacheTests : IDisposable
         _resources);
 
     /// <summary>Records each logged change as "Kind state key[=value]", decoding this test's int values and string keys.</summary>
-    private sealed class RecordingLogger : Changelog.IStateChangeLogger
+    private sealed class RecordingLogger : State.Changelog.IStateChangeLogger
     {
         private readonly ValueCodec<int> _codec = new(null, TestEnvironment.Serializer);
 
         public List<string> Changes { get; } = [];
 
-        public void Log(Changelog.ChangeKind kind, string state, ReadOnlySpan<byte> key, ReadOnlySpan<byte> value)
+        public void Log(State.Changelog.ChangeKind kind, string state, ReadOnlySpan<byte> key, ReadOnlySpan<byte> value)
         {
             // The key part is [kg][kg][len][utf-8 key] (see ReadRaw).
             var name = Encoding.UTF8.GetString(key[3..]);
-            Changes.Add(kind == Changelog.ChangeKind.Put ? $"{kind} {state} {name}={_codec.Read(value)}" : $"{kind} {state} {name}");
+            Changes.Add(kind == State.Changelog.ChangeKind.Put ? $"{kind} {state} {name}={_codec.Read(value)}" : $"{kind} {state} {name}");
         }
     }
 }

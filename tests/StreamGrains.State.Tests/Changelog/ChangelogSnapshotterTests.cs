@@ -5,7 +5,7 @@ using StreamGrains.State.Serialization;
 using StreamGrains.State.Snapshots;
 using StreamGrains.State.Storage;
 
-namespace StreamGrains.State.Tests.Snapshots;
+namespace StreamGrains.State.Tests.Changelog;
 
 public sealed class ChangelogSnapshotterTests : IDisposable
 {
