@@ -32,13 +32,6 @@ internal sealed class BroadcastInput<T>(IRecordInput<T>[] targets) : IRecordInpu
     }
 }
 
-/// <summary>An exception thrown by user code, with the operator it came from.</summary>
-internal sealed class OperatorException(string operatorUid, Exception innerException)
-    : Exception($"Operator '{operatorUid}' threw {innerException.GetType().Name}: {innerException.Message}", innerException)
-{
-    public string OperatorUid { get; } = operatorUid;
-}
-
 /// <summary>
 /// One operator of a chain at run time.
 /// </summary>
