@@ -76,3 +76,43 @@ internal sealed class TempDirectory : IDisposable
         }
     }
 }
+
+/// <summary>Records every restore progress report, from any thread, in the order they arrived.</summary>
+internal sealed class RecordingProgress : IProgress<StreamGrains.RestoreProgress>
+{
+    private readonly Lock _lock = new();
+    private readonly List<StreamGrains.RestoreProgress> _reports = [];
+
+    public IReadOnlyList<StreamGrains.RestoreProgress> Reports
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return [.. _reports];
+            }
+        }
+    }
+
+    public void Report(StreamGrains.RestoreProgress value)
+    {
+        lock (_lock)
+        {
+            _reports.Add(value);
+        }
+    }
+}
+
+/// <summary>Checkpoint settings for the tests that open an operator's keyed state: no eager uploads, and in changelog mode no materialization or segment sealing by time during a test.</summary>
+internal static class TestCheckpointSettings
+{
+    public static readonly CheckpointSettings Incremental = new() { Interval = TimeSpan.FromMinutes(1), EagerUploadInterval = null };
+
+    public static readonly CheckpointSettings Changelog = Incremental with
+    {
+        Mode = CheckpointMode.Changelog,
+        MaterializationInterval = TimeSpan.FromHours(1),
+        ChangelogSegmentBytes = 64 << 10,
+        ChangelogSegmentInterval = TimeSpan.FromMinutes(10),
+    };
+}

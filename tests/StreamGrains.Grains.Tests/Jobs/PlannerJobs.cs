@@ -1,9 +1,7 @@
 using StreamGrains.Connectors;
-using StreamGrains.Functions;
 using StreamGrains.Graph;
 using StreamGrains.Runtime;
 using StreamGrains.Snapshots;
-using StreamGrains.State;
 
 namespace StreamGrains.Grains.Tests;
 
@@ -21,23 +19,9 @@ public sealed class PlannerJob : IStreamJob
             : new GeneratorSource<long>(static i => i) { Count = 1_000, Splits = parameters.GetInt32("splits", 4) };
         builder.Source(source).Uid("numbers").Parallelism(parameters.GetInt32("sourceParallelism", 2))
             .KeyBy(static i => i % 10)
-            .Process(new Count()).Uid("counts").Parallelism(parameters.GetInt32("countParallelism", 2))
+            .Process(new LongCountPerKey()).Uid("counts").Parallelism(parameters.GetInt32("countParallelism", 2))
             .Map(static c => c * 2).Uid("doubled")
             .Sink(new DiscardSink<long>()).Uid("out");
-    }
-
-    private sealed class Count : KeyedProcessFunction<long, long, long>
-    {
-        private IValueState<long>? _count;
-
-        public override void Open(IKeyedRuntimeContext context) => _count = context.GetValueState(new ValueStateDescriptor<long>("count"));
-
-        public override void ProcessElement(long value, IKeyedProcessContext<long> context, ICollector<long> output)
-        {
-            var count = _count!.Get() + 1;
-            _count.Update(count);
-            output.Collect(count);
-        }
     }
 }
 

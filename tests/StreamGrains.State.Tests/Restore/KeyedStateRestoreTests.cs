@@ -21,14 +21,8 @@ public sealed class KeyedStateRestoreTests : IDisposable
     private static readonly KeyGroupRange Lower = new(0, 63);
     private static readonly KeyGroupRange Upper = new(64, 127);
     private static readonly ValueStateDescriptor<long> Count = new("count");
-    private static readonly CheckpointSettings Incremental = new() { Interval = TimeSpan.FromMinutes(1), EagerUploadInterval = null };
-    private static readonly CheckpointSettings Changelog = Incremental with
-    {
-        Mode = CheckpointMode.Changelog,
-        MaterializationInterval = TimeSpan.FromHours(1),
-        ChangelogSegmentBytes = 64 << 10,
-        ChangelogSegmentInterval = TimeSpan.FromMinutes(10),
-    };
+    private static readonly CheckpointSettings Incremental = TestCheckpointSettings.Incremental;
+    private static readonly CheckpointSettings Changelog = TestCheckpointSettings.Changelog;
 
     private readonly TempDirectory _directory = new();
     private readonly RocksDbResources _resources = new(new RocksDbResourceOptions { BlockCacheBytes = 8 << 20, WriteBufferBytes = 32 << 20, ColumnFamilyWriteBufferBytes = 8 << 20, BackgroundThreads = 1 });
@@ -380,30 +374,5 @@ public sealed class KeyedStateRestoreTests : IDisposable
         private static CheckpointStorageException Unreachable(string path) => new($"injected: the storage is unreachable (reading '{path}')", new IOException("unreachable"));
 
         private bool Fails(string path) => onlyUnder is null || path.Contains(onlyUnder, StringComparison.Ordinal);
-    }
-
-    private sealed class RecordingProgress : IProgress<RestoreProgress>
-    {
-        private readonly Lock _lock = new();
-        private readonly List<RestoreProgress> _reports = [];
-
-        public IReadOnlyList<RestoreProgress> Reports
-        {
-            get
-            {
-                lock (_lock)
-                {
-                    return [.. _reports];
-                }
-            }
-        }
-
-        public void Report(RestoreProgress value)
-        {
-            lock (_lock)
-            {
-                _reports.Add(value);
-            }
-        }
     }
 }

@@ -17,14 +17,8 @@ public sealed class KeyedStateSnapshotStrategyTests : IDisposable
     private const int MaxParallelism = 128;
     private static readonly KeyGroupRange AllKeyGroups = new(0, MaxParallelism - 1);
     private static readonly ValueStateDescriptor<long> Count = new("count");
-    private static readonly CheckpointSettings Incremental = new() { Interval = TimeSpan.FromMinutes(1), EagerUploadInterval = null };
-    private static readonly CheckpointSettings Changelog = Incremental with
-    {
-        Mode = CheckpointMode.Changelog,
-        MaterializationInterval = TimeSpan.FromHours(1),
-        ChangelogSegmentBytes = 64 << 10,
-        ChangelogSegmentInterval = TimeSpan.FromMinutes(10),
-    };
+    private static readonly CheckpointSettings Incremental = TestCheckpointSettings.Incremental;
+    private static readonly CheckpointSettings Changelog = TestCheckpointSettings.Changelog;
 
     private readonly TempDirectory _directory = new();
     private readonly RocksDbResources _resources = new(new RocksDbResourceOptions { BlockCacheBytes = 8 << 20, WriteBufferBytes = 32 << 20, ColumnFamilyWriteBufferBytes = 8 << 20, BackgroundThreads = 1 });

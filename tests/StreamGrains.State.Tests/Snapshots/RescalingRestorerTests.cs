@@ -690,29 +690,4 @@ public sealed class RescalingRestorerTests : IDisposable
 
         public override Task<bool> TryLinkFileAsync(string path, string localPath, StoredObject? expected, CancellationToken cancellationToken) => Task.FromResult(false);
     }
-
-    private sealed class RecordingProgress : IProgress<RestoreProgress>
-    {
-        private readonly Lock _lock = new();
-        private readonly List<RestoreProgress> _reports = [];
-
-        public IReadOnlyList<RestoreProgress> Reports
-        {
-            get
-            {
-                lock (_lock)
-                {
-                    return [.. _reports];
-                }
-            }
-        }
-
-        public void Report(RestoreProgress value)
-        {
-            lock (_lock)
-            {
-                _reports.Add(value);
-            }
-        }
-    }
 }

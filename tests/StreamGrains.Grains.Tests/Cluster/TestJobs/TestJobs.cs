@@ -120,24 +120,10 @@ public sealed class EndlessJob : IStreamJob
         builder.Source(new GeneratorSource<long>(static i => i) { RecordsPerSecond = 10_000 })
             .Uid("numbers")
             .KeyBy(static i => i % 100)
-            .Process(new CountPerKey())
+            .Process(new LongCountPerKey())
             .Uid("counts")
             .Sink(new DiscardSink<long>())
             .Uid("out");
-
-    private sealed class CountPerKey : KeyedProcessFunction<long, long, long>
-    {
-        private IValueState<long>? _count;
-
-        public override void Open(IKeyedRuntimeContext context) => _count = context.GetValueState(new ValueStateDescriptor<long>("count"));
-
-        public override void ProcessElement(long value, IKeyedProcessContext<long> context, ICollector<long> output)
-        {
-            var count = _count!.Get() + 1;
-            _count.Update(count);
-            output.Collect(count);
-        }
-    }
 }
 
 /// <summary>Invalid definitions for validation tests, selected by the "case" parameter.</summary>
@@ -166,5 +152,20 @@ public sealed class InvalidJob : IStreamJob
     private sealed class Noop : KeyedProcessFunction<long, long, long>
     {
         public override void ProcessElement(long value, IKeyedProcessContext<long> context, ICollector<long> output) => output.Collect(value);
+    }
+}
+
+/// <summary>Counts records per key in value state "count" and emits each new count.</summary>
+public sealed class LongCountPerKey : KeyedProcessFunction<long, long, long>
+{
+    private IValueState<long>? _count;
+
+    public override void Open(IKeyedRuntimeContext context) => _count = context.GetValueState(new ValueStateDescriptor<long>("count"));
+
+    public override void ProcessElement(long value, IKeyedProcessContext<long> context, ICollector<long> output)
+    {
+        var count = _count!.Get() + 1;
+        _count.Update(count);
+        output.Collect(count);
     }
 }
