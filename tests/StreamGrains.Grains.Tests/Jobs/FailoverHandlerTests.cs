@@ -18,10 +18,7 @@ public sealed class FailoverHandlerTests : IDisposable
     [Fact]
     public async Task A_failure_restarts_the_job_from_its_latest_checkpoint_which_the_job_owns()
     {
-        var older = PlannerJobs.Completed(PlannerJobs.Manifest(2, 2, checkpointId: 7));
-        var latest = PlannerJobs.Completed(PlannerJobs.Manifest(2, 2, checkpointId: 9));
-        await _storage.PutAsync(older);
-        await _storage.PutAsync(latest);
+        var (older, latest) = await StoreTwoCheckpointsAsync();
         var job = new FakeJob(Spec(maxRestarts: 3)) { Checkpoints = [latest, older] };
 
         await Handler(job).FailoverAsync(Boom, failedAttempt: 1);
@@ -49,10 +46,7 @@ public sealed class FailoverHandlerTests : IDisposable
     [Fact]
     public async Task A_checkpoint_with_a_missing_file_is_discarded_with_a_warning_and_the_one_before_it_is_restored()
     {
-        var older = PlannerJobs.Completed(PlannerJobs.Manifest(2, 2, checkpointId: 7));
-        var latest = PlannerJobs.Completed(PlannerJobs.Manifest(2, 2, checkpointId: 9));
-        await _storage.PutAsync(older);
-        await _storage.PutAsync(latest);
+        var (older, latest) = await StoreTwoCheckpointsAsync();
         var missing = latest.Manifest.Files().First().Path;
         await _storage.Storage.DeleteAsync(missing, CancellationToken.None);
         var job = new FakeJob(Spec(maxRestarts: 3)) { Checkpoints = [latest, older] };
@@ -67,10 +61,7 @@ public sealed class FailoverHandlerTests : IDisposable
     [Fact]
     public async Task When_no_checkpoint_can_be_restored_the_job_fails_with_kind_restore_failed()
     {
-        var older = PlannerJobs.Completed(PlannerJobs.Manifest(2, 2, checkpointId: 7));
-        var latest = PlannerJobs.Completed(PlannerJobs.Manifest(2, 2, checkpointId: 9));
-        await _storage.PutAsync(older);
-        await _storage.PutAsync(latest);
+        var (older, latest) = await StoreTwoCheckpointsAsync();
         var job = new FakeJob(Spec(maxRestarts: 3)) { Checkpoints = [latest, older] };
         job.Outcomes.Enqueue((DeployOutcome.RestoreFailed, JobFailure.Of(JobFailureKind.RestoreFailed, "corrupt 9")));
         job.Outcomes.Enqueue((DeployOutcome.RestoreFailed, null));
@@ -188,6 +179,16 @@ public sealed class FailoverHandlerTests : IDisposable
         await handler.FailoverAsync(Boom, failedAttempt: 1);
 
         Assert.Empty(job.Log);
+    }
+
+    /// <summary>Checkpoints 7 and 9 of the planner job, with every file, in storage.</summary>
+    private async Task<(CompletedCheckpoint Older, CompletedCheckpoint Latest)> StoreTwoCheckpointsAsync()
+    {
+        var older = PlannerJobs.Completed(PlannerJobs.Manifest(2, 2, checkpointId: 7));
+        var latest = PlannerJobs.Completed(PlannerJobs.Manifest(2, 2, checkpointId: 9));
+        await _storage.PutAsync(older);
+        await _storage.PutAsync(latest);
+        return (older, latest);
     }
 
     private static JobSpec Spec(int maxRestarts) => PlannerJobs.Spec() with
