@@ -15,8 +15,8 @@ namespace StreamGrains.Grains.Subtasks;
 /// <summary>The grain of one subtask: a thin shell that hands calls to its <see cref="SubtaskRunner"/>.</summary>
 /// <remarks>
 /// Reentrant so that batches, credits, checkpoint calls and status calls are never blocked behind a long deploy (a
-/// restore) or the mailbox loop; all of them run on the grain's scheduler one turn at a time, and only the runner's loop
-/// touches operators. While deployed it sends the job grain a heartbeat, which brings the job grain back if its silo was
+/// restore) or the mailbox loop; all of them run on the grain's scheduler one turn at a time, and only the mailbox loop
+/// (<see cref="SubtaskMailbox"/>) touches operators. While deployed it sends the job grain a heartbeat, which brings the job grain back if its silo was
 /// lost.
 /// </remarks>
 [GrainType("streamgrains.subtask")]
