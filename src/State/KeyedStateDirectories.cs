@@ -33,4 +33,11 @@ public sealed record KeyedStateDirectories(string Working, string LocalRecoveryR
 
     /// <summary>Changelog mode: the local copies of materializations, apart from incremental checkpoints'.</summary>
     public string LocalMaterializations => Path.Combine(LocalRecoveryRoot, "materialized");
+
+    /// <summary>
+    /// The local-recovery root of operator <paramref name="uid"/> for <paramref name="keyGroups"/> under the job's local
+    /// directory <paramref name="localRoot"/>: by Uid and key groups, not by attempt, so a restarted subtask finds it.
+    /// </summary>
+    public static string LocalRecoveryRootOf(string localRoot, string uid, KeyGroupRange keyGroups) =>
+        Path.Combine(localRoot, uid, string.Create(System.Globalization.CultureInfo.InvariantCulture, $"kg-{keyGroups.Start}-{keyGroups.End}"));
 }

@@ -59,7 +59,7 @@ internal sealed record OperatorContext
     public string OperatorDirectory(string uid) => Path.Combine(StateDirectory, uid);
 
     /// <summary>Where the local copies of an operator's checkpoints are kept: by Uid and key groups, not by attempt, so a restarted subtask finds them.</summary>
-    public string OperatorLocalCheckpointRoot(string uid) => Path.Combine(LocalCheckpointRoot, uid, $"kg-{KeyGroups.Start}-{KeyGroups.End}");
+    public string OperatorLocalCheckpointRoot(string uid) => State.KeyedStateDirectories.LocalRecoveryRootOf(LocalCheckpointRoot, uid, KeyGroups);
 }
 
 /// <summary>A counter owned by one subtask (single-threaded).</summary>

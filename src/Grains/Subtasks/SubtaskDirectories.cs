@@ -8,7 +8,7 @@ namespace StreamGrains.Grains.Subtasks;
 /// Layout below the silo's state directory: <c>{job}/work/{chain}-{index}-a{attempt}</c> is the attempt's working
 /// directory (its RocksDB instances and scratch files), its own, so a new attempt never waits for an old one's;
 /// <c>{job}/local/{operator uid}/kg-{start}-{end}</c> holds the local copies of an operator's checkpoints for a key-group
-/// range (where <c>OperatorContext.OperatorLocalCheckpointRoot</c> puts them), which the next attempt on this silo
+/// range (<see cref="State.KeyedStateDirectories.LocalRecoveryRootOf"/>), which the next attempt on this silo
 /// restores from.
 /// </remarks>
 internal sealed class SubtaskDirectories(string stateDirectory, SubtaskId subtask, ILogger logger)
@@ -43,7 +43,7 @@ internal sealed class SubtaskDirectories(string stateDirectory, SubtaskId subtas
         {
             foreach (var uid in statefulOperators)
             {
-                DeleteDirectory(Path.Combine(LocalCheckpointRoot, uid, $"kg-{keyGroups.Start}-{keyGroups.End}"));
+                DeleteDirectory(State.KeyedStateDirectories.LocalRecoveryRootOf(LocalCheckpointRoot, uid, keyGroups));
             }
         }
 
