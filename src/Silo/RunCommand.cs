@@ -32,6 +32,7 @@ internal static class RunCommand
         var jobAssemblyPaths = builder.Configuration.GetSection("StreamGrains:JobAssemblies").Get<string[]>() ?? [];
         var errors = cluster.Validate().Concat(runtime.Validate()).ToList();
         var jobAssemblies = JobAssemblies.Load(jobAssemblyPaths, errors);
+        ParentProcessWatch.AddIfRequested(builder.Services, errors);
         if (errors.Count > 0)
         {
             await Console.Error.WriteLineAsync("Invalid settings:" + Environment.NewLine + string.Join(Environment.NewLine, errors.Select(static e => "  - " + e)));
@@ -73,6 +74,7 @@ internal static class RunCommand
                 o.ColumnFamilyWriteBufferMb = runtime.ColumnFamilyWriteBufferMb;
                 o.StateCacheEntries = runtime.StateCacheEntries;
                 o.DeleteLocalStateOnStop = runtime.DeleteLocalStateOnStop;
+                o.CheckpointStorage = runtime.CheckpointStorage;
             });
         });
 
