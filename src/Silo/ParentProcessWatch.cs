@@ -41,15 +41,33 @@ internal sealed class ParentProcessWatch(int parentId, IHostApplicationLifetime 
         services.AddHostedService(sp => new ParentProcessWatch(id, sp.GetRequiredService<IHostApplicationLifetime>()));
     }
 
-    /// <summary>Whether the process <paramref name="processId"/> is running.</summary>
-    public static bool IsAlive(int processId)
+    /// <summary>
+    /// When the process <paramref name="processId"/> started, or null when it is not running (gone, or a zombie that has
+    /// exited and waits to be reaped).
+    /// </summary>
+    public static DateTime? StartTimeOf(int processId)
     {
         try
         {
             using var process = Process.GetProcessById(processId);
-            return !process.HasExited;
+            return process.HasExited || IsZombie(processId) ? null : process.StartTime;
         }
-        catch (Exception ex) when (ex is ArgumentException or InvalidOperationException)
+        catch (Exception ex) when (ex is ArgumentException or InvalidOperationException or System.ComponentModel.Win32Exception)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>Whether Linux reports the process as a zombie (state <c>Z</c> in <c>/proc/{pid}/stat</c>).</summary>
+    private static bool IsZombie(int processId)
+    {
+        try
+        {
+            var stat = File.ReadAllText($"/proc/{processId.ToString(CultureInfo.InvariantCulture)}/stat");
+            var end = stat.LastIndexOf(')');
+            return end >= 0 && end + 2 < stat.Length && stat[end + 2] == 'Z';
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
             return false;
         }
@@ -58,11 +76,13 @@ internal sealed class ParentProcessWatch(int parentId, IHostApplicationLifetime 
     /// <inheritdoc />
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        // Polling: the OS offers no portable notification of the exit of a process that is not our child.
+        // Polling: the OS offers no portable notification of the exit of a process that is not our child. The start
+        // time tells the parent from a later process that was given the same id.
         using var timer = new PeriodicTimer(PollInterval);
+        var started = StartTimeOf(parentId);
         try
         {
-            while (IsAlive(parentId))
+            while (started is not null && StartTimeOf(parentId) == started)
             {
                 await timer.WaitForNextTickAsync(stoppingToken);
             }
