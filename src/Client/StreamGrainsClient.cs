@@ -35,6 +35,9 @@ public sealed record StreamGrainsClientOptions
 public sealed class StreamGrainsClient : IAsyncDisposable
 {
     private static readonly TimeSpan LongPoll = TimeSpan.FromSeconds(10);
+
+    /// <summary>The longest wait for the TCP connect to one gateway before the Orleans client starts.</summary>
+    private static readonly TimeSpan ProbeTimeout = TimeSpan.FromSeconds(5);
     private readonly IHost? _host;
 
     /// <summary>Wraps an existing grain factory (of a silo host or a connected cluster client).</summary>
@@ -51,12 +54,35 @@ public sealed class StreamGrainsClient : IAsyncDisposable
     public IGrainFactory Grains { get; }
 
     /// <summary>Connects to a cluster through its gateways.</summary>
-    /// <exception cref="ClusterConnectionException">When no gateway answers within <see cref="StreamGrainsClientOptions.ConnectTimeout"/>.</exception>
+    /// <remarks>
+    /// First opens a TCP connection to every gateway and watches it for a moment: when none accepts, it fails at once
+    /// with <see cref="ClusterConnectionFailure.NothingListening"/>; when those that accept send data first or close the
+    /// connection (an Orleans gateway waits for the client), with <see cref="ClusterConnectionFailure.HandshakeFailed"/>. Then it connects with Orleans and fails as soon as every
+    /// gateway that accepted has rejected the client (<see cref="ClusterConnectionFailure.WrongClusterId"/>,
+    /// <see cref="ClusterConnectionFailure.HandshakeFailed"/>), instead of waiting for the timeout.
+    /// </remarks>
+    /// <exception cref="ClusterConnectionException">When no gateway answers within <see cref="StreamGrainsClientOptions.ConnectTimeout"/>; <see cref="ClusterConnectionException.Reason"/> says why.</exception>
     public static async Task<StreamGrainsClient> ConnectAsync(StreamGrainsClientOptions? options = null, CancellationToken cancellationToken = default)
     {
         options ??= new StreamGrainsClientOptions();
+        var started = TimeProvider.System.GetTimestamp();
+        var what = $"Could not connect to the StreamGrains cluster '{options.ClusterId}' at {string.Join(", ", options.Gateways)}";
+        var probeTimeout = options.ConnectTimeout < ProbeTimeout ? options.ConnectTimeout : ProbeTimeout;
+        var probes = await GatewayProbe.ProbeAsync(options.Gateways, probeTimeout, cancellationToken);
+        var listening = probes.Where(static p => p.Outcome == ProbeOutcome.Quiet).Select(static p => p.Gateway).ToList();
+        if (listening.Count == 0)
+        {
+            var details = string.Join(", ", probes.Select(static p => $"{p.Gateway} ({p.Detail})"));
+            throw probes.Any(static p => p.Outcome == ProbeOutcome.NotOrleans)
+                ? new ClusterConnectionException($"{what}: {Describe(ClusterConnectionFailure.HandshakeFailed, details)}", null, ClusterConnectionFailure.HandshakeFailed)
+                : new ClusterConnectionException($"{what}: nothing listening at {details}.", null, ClusterConnectionFailure.NothingListening);
+        }
+
+        var recorder = new GatewayFailureRecorder(listening);
         var builder = Host.CreateApplicationBuilder();
         builder.Logging.ClearProviders();
+        builder.Logging.AddProvider(recorder);
+        builder.Logging.AddFilter<GatewayFailureRecorder>(null, LogLevel.Information);
         builder.UseOrleansClient(client => client
             .UseStaticClustering([.. options.Gateways])
             .Configure<Orleans.Configuration.ClusterOptions>(o =>
@@ -65,19 +91,44 @@ public sealed class StreamGrainsClient : IAsyncDisposable
                 o.ServiceId = options.ServiceId;
             }));
         var host = builder.Build();
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         try
         {
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            timeout.CancelAfter(options.ConnectTimeout);
-            await host.StartAsync(timeout.Token);
+            var remaining = options.ConnectTimeout - TimeProvider.System.GetElapsedTime(started);
+            timeout.CancelAfter(remaining > TimeSpan.Zero ? remaining : TimeSpan.Zero);
+            var start = host.StartAsync(timeout.Token);
+            if (await Task.WhenAny(start, recorder.AllFailed) != start)
+            {
+                await timeout.CancelAsync();
+                await start.WaitAsync(TimeSpan.FromSeconds(5), CancellationToken.None).ContinueWith(static _ => { }, TaskScheduler.Default);
+                var (reason, detail) = await recorder.AllFailed;
+                host.Dispose();
+                throw new ClusterConnectionException($"{what}: {Describe(reason, detail)}", null, reason);
+            }
+
+            await start;
+            recorder.Stop();
             return new StreamGrainsClient(host);
         }
-        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        catch (Exception ex) when (ex is not ClusterConnectionException && (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested))
         {
             host.Dispose();
-            throw new ClusterConnectionException($"Could not connect to the StreamGrains cluster '{options.ClusterId}' at {string.Join(", ", options.Gateways)}: {ex.Message}", ex);
+            var (reason, detail) = recorder.Failures.Count > 0
+                ? recorder.Failures.Values.First()
+                : recorder.Established
+                    ? (ClusterConnectionFailure.TimedOut, $"the gateways answered but connecting did not complete within {options.ConnectTimeout} ({ex.Message})")
+                    : (ClusterConnectionFailure.HandshakeFailed, $"{string.Join(", ", listening)} accepted TCP connections but no Orleans handshake completed within {options.ConnectTimeout}");
+            throw new ClusterConnectionException($"{what}: {Describe(reason, detail)}", ex, reason);
         }
     }
+
+    private static string Describe(ClusterConnectionFailure reason, string detail) => reason switch
+    {
+        ClusterConnectionFailure.WrongClusterId => $"wrong cluster id (the gateway belongs to another cluster): {detail}.",
+        ClusterConnectionFailure.NothingListening => $"nothing listening: {detail}.",
+        ClusterConnectionFailure.HandshakeFailed => $"TLS/handshake failed (is it an Orleans gateway, with the same TLS setting?): {detail}.",
+        _ => detail + ".",
+    };
 
     /// <summary>Submits a job; returns its id once the cluster accepted it (it then deploys in the background).</summary>
     /// <exception cref="JobSubmissionException">When the spec or the job definition is invalid; nothing runs then.</exception>

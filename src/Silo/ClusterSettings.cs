@@ -1,5 +1,7 @@
 using System.Globalization;
 using System.Net;
+using Azure.Data.Tables;
+using StreamGrains.State.Storage;
 
 namespace StreamGrains.Silo;
 
@@ -15,7 +17,17 @@ internal sealed class ClusterSettings
     /// <summary><c>Localhost</c> (development: silos on one machine, the first is primary) or <c>AzureStorage</c> (membership table in Azure Table Storage).</summary>
     public string Clustering { get; set; } = "Localhost";
 
+    /// <summary>For <c>AzureStorage</c>: the storage account's connection string (or set <see cref="AzureStorageServiceUri"/> instead).</summary>
     public string? AzureStorageConnectionString { get; set; }
+
+    /// <summary>For <c>AzureStorage</c>: the Table service URI, e.g. <c>https://account.table.core.windows.net</c>, used with <see cref="AzureStorageCredential"/>.</summary>
+    public string? AzureStorageServiceUri { get; set; }
+
+    /// <summary>For <see cref="AzureStorageServiceUri"/>: <c>DefaultAzureCredential</c> or <c>ManagedIdentity</c> (see <see cref="AzureCredentials"/>).</summary>
+    public string? AzureStorageCredential { get; set; }
+
+    /// <summary>For <see cref="AzureStorageCredential"/>: the client id of a user-assigned managed identity (optional).</summary>
+    public string? AzureStorageManagedIdentityClientId { get; set; }
 
     public string AdvertisedIPAddress { get; set; } = "127.0.0.1";
 
@@ -53,9 +65,10 @@ internal sealed class ClusterSettings
 
                 break;
             case "AzureStorage":
-                if (string.IsNullOrWhiteSpace(AzureStorageConnectionString))
+                foreach (var error in AzureCredentials.Validate(
+                    "Cluster:", nameof(AzureStorageConnectionString), AzureStorageConnectionString, nameof(AzureStorageServiceUri), AzureStorageServiceUri, nameof(AzureStorageCredential), AzureStorageCredential))
                 {
-                    yield return "Cluster:Clustering is AzureStorage but Cluster:AzureStorageConnectionString is empty.";
+                    yield return error;
                 }
 
                 break;
@@ -64,4 +77,42 @@ internal sealed class ClusterSettings
                 break;
         }
     }
+
+    /// <summary>The Table service client of <c>AzureStorage</c> clustering: from the connection string, or the service URI with the named credential.</summary>
+    public TableServiceClient CreateTableServiceClient() =>
+        string.IsNullOrWhiteSpace(AzureStorageServiceUri)
+            ? new TableServiceClient(AzureStorageConnectionString)
+            : new TableServiceClient(new Uri(AzureStorageServiceUri), AzureCredentials.Create(AzureStorageCredential!, AzureStorageManagedIdentityClientId));
+
+    /// <summary>How the silo finds the other silos, for a log line (never a key): the primary silo, or the Table endpoint and credential.</summary>
+    public string DescribeClustering()
+    {
+        if (Clustering != "AzureStorage")
+        {
+            return $"{Clustering} clustering, primary silo {PrimarySilo()}";
+        }
+
+        if (!string.IsNullOrWhiteSpace(AzureStorageServiceUri))
+        {
+            return $"AzureStorage clustering, table endpoint {AzureStorageServiceUri.TrimEnd('/')} ({AzureStorageCredential})";
+        }
+
+        string endpoint;
+        try
+        {
+            endpoint = AzureCredentials.WithoutQuery(new TableServiceClient(AzureStorageConnectionString).Uri);
+        }
+        catch (Exception ex) when (ex is FormatException or InvalidOperationException or ArgumentException)
+        {
+            endpoint = "(malformed connection string)";
+        }
+
+        return $"AzureStorage clustering, table endpoint {endpoint} (connection string)";
+    }
+
+    /// <summary>The primary silo of <c>Localhost</c> clustering: <see cref="PrimarySiloEndpoint"/>, or this silo when it is empty.</summary>
+    public IPEndPoint PrimarySilo() =>
+        string.IsNullOrWhiteSpace(PrimarySiloEndpoint)
+            ? new IPEndPoint(IPAddress.Parse(AdvertisedIPAddress), SiloPort)
+            : IPEndPoint.Parse(PrimarySiloEndpoint);
 }

@@ -1,11 +1,5 @@
-using System.Net;
-using Azure.Data.Tables;
 using Microsoft.Extensions.Configuration;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
-using Orleans.Configuration;
-using Orleans.Serialization;
-using StreamGrains.Grains;
 
 namespace StreamGrains.Silo;
 
@@ -27,11 +21,9 @@ internal static class RunCommand
         }
 
         builder.Configuration.AddEnvironmentVariables("STREAMGRAINS_");
-        var cluster = builder.Configuration.GetSection(ClusterSettings.SectionName).Get<ClusterSettings>() ?? new ClusterSettings();
-        var runtime = builder.Configuration.GetSection(StreamGrainsOptions.SectionName).Get<StreamGrainsOptions>() ?? new StreamGrainsOptions();
-        var jobAssemblyPaths = builder.Configuration.GetSection("StreamGrains:JobAssemblies").Get<string[]>() ?? [];
-        var errors = cluster.Validate().Concat(runtime.Validate()).ToList();
-        var jobAssemblies = JobAssemblies.Load(jobAssemblyPaths, errors);
+        var errors = new List<string>();
+        var settings = HostSettings.Read(builder.Configuration, errors);
+        var jobAssemblies = JobAssemblies.Load(settings.JobAssemblyPaths, errors);
         ParentProcessWatch.AddIfRequested(builder.Services, errors);
         if (errors.Count > 0)
         {
@@ -39,52 +31,19 @@ internal static class RunCommand
             return 2;
         }
 
-        builder.UseOrleans(silo =>
-        {
-            silo.Configure<ClusterOptions>(o =>
-            {
-                o.ClusterId = cluster.ClusterId;
-                o.ServiceId = cluster.ServiceId;
-            });
-            silo.ConfigureEndpoints(IPAddress.Parse(cluster.AdvertisedIPAddress), cluster.SiloPort, cluster.GatewayPort, listenOnAnyHostAddress: cluster.AdvertisedIPAddress != "127.0.0.1");
-            if (cluster.Clustering == "AzureStorage")
-            {
-                silo.UseAzureStorageClustering(o => o.TableServiceClient = new TableServiceClient(cluster.AzureStorageConnectionString));
-            }
-            else
-            {
-                var primary = string.IsNullOrWhiteSpace(cluster.PrimarySiloEndpoint)
-                    ? new IPEndPoint(IPAddress.Parse(cluster.AdvertisedIPAddress), cluster.SiloPort)
-                    : IPEndPoint.Parse(cluster.PrimarySiloEndpoint);
-                silo.UseDevelopmentClustering(primary);
-            }
-
-            silo.Services.AddSerializer(serializer =>
-            {
-                foreach (var assembly in jobAssemblies)
-                {
-                    serializer.AddAssembly(assembly);
-                }
-            });
-            silo.AddStreamGrains(o =>
-            {
-                o.StateDirectory = Path.GetFullPath(runtime.StateDirectory);
-                o.BlockCacheMb = runtime.BlockCacheMb;
-                o.WriteBufferMb = runtime.WriteBufferMb;
-                o.ColumnFamilyWriteBufferMb = runtime.ColumnFamilyWriteBufferMb;
-                o.StateCacheEntries = runtime.StateCacheEntries;
-                o.DeleteLocalStateOnStop = runtime.DeleteLocalStateOnStop;
-                o.CheckpointStorage = runtime.CheckpointStorage;
-            });
-        });
-
+        builder.UseOrleans(silo => SiloHostBuilder.Configure(silo, settings, jobAssemblies));
         using var host = builder.Build();
         foreach (var assembly in jobAssemblies)
         {
             Console.WriteLine($"Job assembly {assembly.GetName().Name} from {assembly.Location}");
         }
 
-        Console.WriteLine($"StreamGrains silo '{cluster.ClusterId}' on {cluster.AdvertisedIPAddress}:{cluster.SiloPort} (gateway {cluster.GatewayPort}), {cluster.Clustering} clustering, state in {Path.GetFullPath(runtime.StateDirectory)}. Ctrl+C stops it.");
+        foreach (var line in SiloHostBuilder.StartupSummary(settings))
+        {
+            Console.WriteLine(line);
+        }
+
+        Console.WriteLine("Ctrl+C stops it.");
         await host.RunAsync(cancellationToken);
         return 0;
     }

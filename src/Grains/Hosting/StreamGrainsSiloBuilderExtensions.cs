@@ -14,7 +14,8 @@ public static class StreamGrainsSiloBuilderExtensions
     /// <summary>
     /// Registers the job, subtask and collector grains, subtask placement, the batch transport and the RocksDB resources
     /// shared by the silo's subtasks. Options come from <paramref name="configure"/> and any other configuration of
-    /// <see cref="StreamGrainsOptions"/>; they are validated when the silo starts.
+    /// <see cref="StreamGrainsOptions"/>; they are validated when the silo starts. Membership and health monitoring get a
+    /// <see cref="SiloStartClock"/> (see there why).
     /// </summary>
     public static ISiloBuilder AddStreamGrains(this ISiloBuilder builder, Action<StreamGrainsOptions>? configure = null)
     {
@@ -28,6 +29,7 @@ public static class StreamGrainsSiloBuilderExtensions
         options.ValidateOnStart();
         builder.Services.TryAddSingleton<IValidateOptions<StreamGrainsOptions>, StreamGrainsOptionsValidator>();
         builder.Services.TryAddSingleton(TimeProvider.System);
+        builder.Services.TryAddKeyedSingleton<TimeProvider>(Orleans.Runtime.TimeProviderNames.Membership, static (_, _) => new SiloStartClock());
         builder.Services.TryAddSingleton<IBatchTransport, GrainBatchTransport>();
         builder.Services.TryAddSingleton(static sp =>
         {

@@ -78,19 +78,7 @@ public sealed class BlobCheckpointStorage : ICheckpointStorage
         ArgumentException.ThrowIfNullOrWhiteSpace(connectionString);
         ArgumentException.ThrowIfNullOrWhiteSpace(containerName);
         options ??= new BlobCheckpointStorageOptions();
-        ArgumentOutOfRangeException.ThrowIfNegative(options.MaxRetries, nameof(options));
-        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(options.NetworkTimeout, TimeSpan.Zero, nameof(options));
-        var clientOptions = new BlobClientOptions
-        {
-            Retry =
-            {
-                Mode = RetryMode.Exponential,
-                MaxRetries = options.MaxRetries,
-                Delay = TimeSpan.FromSeconds(0.2),
-                MaxDelay = TimeSpan.FromSeconds(2),
-                NetworkTimeout = options.NetworkTimeout,
-            },
-        };
+        var clientOptions = ClientOptions(options);
         BlobServiceClient service;
         try
         {
@@ -103,6 +91,40 @@ public sealed class BlobCheckpointStorage : ICheckpointStorage
         }
 
         return new BlobCheckpointStorage(service.GetBlobContainerClient(containerName), prefix, options);
+    }
+
+    /// <summary>
+    /// Creates storage at the Blob service <paramref name="serviceUri"/> (e.g. <c>https://account.blob.core.windows.net</c>),
+    /// authenticated by <paramref name="credential"/> (Microsoft Entra ID: a managed identity, <c>DefaultAzureCredential</c>,
+    /// ...), with the same retry policy and network timeout as <see cref="Create(string, string, string, BlobCheckpointStorageOptions?)"/>.
+    /// The identity needs the "Storage Blob Data Contributor" role on the container (or account).
+    /// </summary>
+    public static BlobCheckpointStorage Create(Uri serviceUri, TokenCredential credential, string containerName, string prefix = "", BlobCheckpointStorageOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(serviceUri);
+        ArgumentNullException.ThrowIfNull(credential);
+        ArgumentException.ThrowIfNullOrWhiteSpace(containerName);
+        options ??= new BlobCheckpointStorageOptions();
+        var service = new BlobServiceClient(serviceUri, credential, ClientOptions(options));
+        return new BlobCheckpointStorage(service.GetBlobContainerClient(containerName), prefix, options);
+    }
+
+    /// <summary>Client options with the exponential retry policy (0.2 s to 2 s) and network timeout of <paramref name="options"/>.</summary>
+    private static BlobClientOptions ClientOptions(BlobCheckpointStorageOptions options)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(options.MaxRetries, nameof(options));
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(options.NetworkTimeout, TimeSpan.Zero, nameof(options));
+        return new BlobClientOptions
+        {
+            Retry =
+            {
+                Mode = RetryMode.Exponential,
+                MaxRetries = options.MaxRetries,
+                Delay = TimeSpan.FromSeconds(0.2),
+                MaxDelay = TimeSpan.FromSeconds(2),
+                NetworkTimeout = options.NetworkTimeout,
+            },
+        };
     }
 
     /// <inheritdoc />

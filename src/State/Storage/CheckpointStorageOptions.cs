@@ -1,3 +1,6 @@
+using Azure.Core;
+using Azure.Storage.Blobs;
+
 namespace StreamGrains.State.Storage;
 
 /// <summary>Where checkpoint storage is (section <c>StreamGrains:CheckpointStorage</c> of appsettings.json).</summary>
@@ -25,8 +28,29 @@ public sealed class CheckpointStorageOptions
     /// </summary>
     public bool LinkOnRestore { get; set; } = true;
 
-    /// <summary>For <c>AzureBlob</c>: the storage account's connection string.</summary>
+    /// <summary>For <c>AzureBlob</c>: the storage account's connection string (or set <see cref="ServiceUri"/> instead).</summary>
     public string? ConnectionString { get; set; }
+
+    /// <summary>
+    /// For <c>AzureBlob</c>: the account's Blob service URI, e.g. <c>https://account.blob.core.windows.net</c>, used with
+    /// <see cref="Credential"/> or <see cref="TokenCredential"/> instead of <see cref="ConnectionString"/>.
+    /// </summary>
+    public string? ServiceUri { get; set; }
+
+    /// <summary>
+    /// For <c>AzureBlob</c> with <see cref="ServiceUri"/>: the Microsoft Entra ID credential,
+    /// <c>DefaultAzureCredential</c> or <c>ManagedIdentity</c> (see <see cref="AzureCredentials"/>).
+    /// </summary>
+    public string? Credential { get; set; }
+
+    /// <summary>For <see cref="Credential"/>: the client id of a user-assigned managed identity (optional).</summary>
+    public string? ManagedIdentityClientId { get; set; }
+
+    /// <summary>
+    /// For <c>AzureBlob</c> with <see cref="ServiceUri"/>, set in code instead of <see cref="Credential"/>: any
+    /// <see cref="Azure.Core.TokenCredential"/> (a library user's own, e.g. a <c>ClientSecretCredential</c>).
+    /// </summary>
+    public TokenCredential? TokenCredential { get; set; }
 
     /// <summary>For <c>AzureBlob</c>: the container (created by the first access check when missing).</summary>
     public string? Container { get; set; }
@@ -54,10 +78,8 @@ public sealed class CheckpointStorageOptions
 
                 break;
             case AzureBlobKind:
-                if (string.IsNullOrWhiteSpace(ConnectionString))
-                {
-                    errors.Add("CheckpointStorage:ConnectionString must be set for AzureBlob storage.");
-                }
+                errors.AddRange(AzureCredentials.Validate(
+                    "CheckpointStorage:", nameof(ConnectionString), ConnectionString, nameof(ServiceUri), ServiceUri, nameof(Credential), Credential, TokenCredential is not null));
 
                 if (string.IsNullOrEmpty(Container))
                 {
@@ -102,11 +124,55 @@ public sealed class CheckpointStorageOptions
             throw new ArgumentException(string.Join(" ", errors));
         }
 
-        return Kind switch
+        if (Kind == FileSystemKind)
         {
-            FileSystemKind => new FileSystemCheckpointStorage(Path) { LinkOnRestore = LinkOnRestore },
-            _ => BlobCheckpointStorage.Create(ConnectionString!, Container!, Prefix, new BlobCheckpointStorageOptions { MaxRetries = MaxRetries, NetworkTimeout = NetworkTimeout }),
-        };
+            return new FileSystemCheckpointStorage(Path) { LinkOnRestore = LinkOnRestore };
+        }
+
+        var blobOptions = new BlobCheckpointStorageOptions { MaxRetries = MaxRetries, NetworkTimeout = NetworkTimeout };
+        return string.IsNullOrWhiteSpace(ServiceUri)
+            ? BlobCheckpointStorage.Create(ConnectionString!, Container!, Prefix, blobOptions)
+            : BlobCheckpointStorage.Create(new Uri(ServiceUri), CreateTokenCredential(), Container!, Prefix, blobOptions);
+    }
+
+    /// <summary>The credential for <see cref="ServiceUri"/>: <see cref="TokenCredential"/> when set, else the one <see cref="Credential"/> names.</summary>
+    public TokenCredential CreateTokenCredential() =>
+        TokenCredential ?? AzureCredentials.Create(Credential ?? throw new InvalidOperationException("CheckpointStorage:Credential is not set."), ManagedIdentityClientId);
+
+    /// <summary>
+    /// Where these options put checkpoints, for a log line: the absolute directory, or the Blob container URI with the
+    /// prefix and how the silo authenticates. Never contains a key or SAS token. The options should be valid.
+    /// </summary>
+    public string Describe()
+    {
+        if (Kind != AzureBlobKind)
+        {
+            return $"{Kind} {System.IO.Path.GetFullPath(Path)}";
+        }
+
+        string endpoint;
+        string authentication;
+        if (string.IsNullOrWhiteSpace(ServiceUri))
+        {
+            try
+            {
+                endpoint = AzureCredentials.WithoutQuery(new BlobServiceClient(ConnectionString).Uri);
+            }
+            catch (Exception ex) when (ex is FormatException or InvalidOperationException or ArgumentException)
+            {
+                endpoint = "(malformed connection string)";
+            }
+
+            authentication = "connection string";
+        }
+        else
+        {
+            endpoint = ServiceUri.TrimEnd('/');
+            authentication = TokenCredential is not null ? TokenCredential.GetType().Name : Credential + (string.IsNullOrWhiteSpace(ManagedIdentityClientId) ? string.Empty : $", client id {ManagedIdentityClientId}");
+        }
+
+        var prefix = Prefix.Trim('/');
+        return $"{Kind} {endpoint}/{Container}{(prefix.Length == 0 ? string.Empty : "/" + prefix)} ({authentication})";
     }
 
     /// <summary>Azure's rule: 3-63 characters, lowercase letters, digits and dashes, starting and ending with a letter or digit, no two dashes in a row.</summary>
