@@ -67,6 +67,7 @@ public static class ManifestValidator
                 throw check.Corrupt($"{subtaskField}.subtaskIndex", $"{subtask.SubtaskIndex} appears twice in the operator");
             }
 
+            check.NotNegative(subtask.RecordsRead ?? 0, $"{subtaskField}.recordsRead");
             if (subtask.SourceSplits is { } splits)
             {
                 for (var k = 0; k < splits.Count; k++)
