@@ -218,8 +218,19 @@ public sealed record JobStatus
     /// <summary>The savepoint the job was stopped with, when it ended by stop-with-savepoint.</summary>
     [Id(15)] public string? FinalSavepoint { get; init; }
 
-    /// <summary>Records read by all sources so far.</summary>
-    public long SourceRecords => Subtasks.Where(static s => s.IsSource).Sum(static s => s.RecordsIn);
+    /// <summary>
+    /// Records the sources had read before the current attempt: up to the checkpoint it restored from, over all earlier
+    /// attempts; 0 when it started without state. Records an earlier attempt read after that checkpoint are not in it:
+    /// the current attempt reads them again.
+    /// </summary>
+    [Id(21)] public long SourceRecordsBefore { get; init; }
+
+    /// <summary>
+    /// Records read by all sources of the job so far, across attempts: <see cref="SourceRecordsBefore"/> plus what the
+    /// sources of the current attempt read since. A record re-read after a failover counts once, so a bounded job that
+    /// finished reports exactly its input, however often it failed over.
+    /// </summary>
+    public long SourceRecords => SourceRecordsBefore + Subtasks.Where(static s => s.IsSource).Sum(static s => s.RecordsIn);
 
     /// <inheritdoc />
     public override string ToString() => Failure is null ? $"{JobId} {State}" : $"{JobId} {State}: {Failure}";

@@ -104,6 +104,13 @@ public sealed record OperatorSubtaskState
     /// <summary>Keyed state in the canonical savepoint format (one file), for keyed operators of a canonical savepoint.</summary>
     [Id(3)] public CanonicalStateHandle? CanonicalState { get; init; }
 
+    /// <summary>
+    /// For sources: the records the subtask had read in the attempt that took the snapshot, up to its barrier (the job
+    /// counts its sources' records across attempts with it, see <see cref="JobStatus.SourceRecords"/>). Null in
+    /// snapshots written before it was recorded.
+    /// </summary>
+    [Id(4)] public long? RecordsRead { get; init; }
+
     /// <summary>The key groups this entry's keyed state covers, native or canonical; null without keyed state.</summary>
     [JsonIgnore]
     public KeyGroupRange? KeyGroups => KeyedState?.KeyGroups ?? CanonicalState?.KeyGroups;

@@ -20,7 +20,11 @@ internal sealed class CompletedCheckpointStore
 
     public CompletedCheckpoint? Latest => _checkpoints.Count == 0 ? null : _checkpoints[^1];
 
-    /// <summary>Reads every manifest of the job in storage; unreadable ones are skipped with a warning.</summary>
+    /// <summary>
+    /// Reads every manifest of the job in storage; unreadable ones (not JSON, of an unknown format, semantically corrupt, or
+    /// failing their checksum) are skipped with a warning, so that a restart falls back to the one before.
+    /// </summary>
+    /// <exception cref="CheckpointStorageException">Listing or reading failed otherwise (storage unreachable): the caller retries later.</exception>
     public static async Task<CompletedCheckpointStore> LoadAsync(ICheckpointStorage storage, string jobId, ILogger logger, CancellationToken cancellationToken)
     {
         var store = new CompletedCheckpointStore();
@@ -43,7 +47,7 @@ internal sealed class CompletedCheckpointStore
                     store._checkpoints.Add(new CompletedCheckpoint { CheckpointId = id, ManifestPath = path, Manifest = ManifestJson.Deserialize(bytes, path) });
                 }
             }
-            catch (State.Serialization.StateFormatException ex)
+            catch (Exception ex) when (ex is State.Serialization.StateFormatException or CheckpointStorageCorruptException)
             {
                 logger.LogWarning(ex, "Ignoring checkpoint {Checkpoint} of job {Job}: its manifest cannot be read", id, jobId);
             }

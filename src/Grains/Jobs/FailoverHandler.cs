@@ -50,8 +50,14 @@ internal interface IRestartableJob
 /// the snapshot it was submitted with, or empty.
 /// </summary>
 /// <remarks>
-/// One restart at a time: a failure reported while a restart is under way is kept and handled after it, and only if it
-/// concerns the attempt then running (failures of the attempt being replaced are expected and dropped).
+/// <para>No error leaves the job Restarting: an error that says something about one checkpoint (a corrupt manifest, a
+/// missing or unreadable file) makes it unreadable and the restart falls back to the one before; any other (storage that
+/// cannot list or read the checkpoints, a deploy that throws) fails this restart with the cause (kind
+/// <see cref="JobFailureKind.Storage"/>, <see cref="JobFailureKind.RestoreFailed"/> or
+/// <see cref="JobFailureKind.Runtime"/>) in the job's warnings, and the restart strategy decides about the next one,
+/// until the job is Failed with that cause.</para>
+/// <para>One restart at a time: a failure reported while a restart is under way is kept and handled after it, and only if
+/// it concerns the attempt then running (failures of the attempt being replaced are expected and dropped).</para>
 /// </remarks>
 internal sealed class FailoverHandler(IRestartableJob job, CheckpointCleaner cleaner, RestorePointReader restorePoints, ICheckpointStorage storage, TimeProvider time, ILogger logger)
 {
@@ -82,26 +88,26 @@ internal sealed class FailoverHandler(IRestartableJob job, CheckpointCleaner cle
             {
                 logger.LogWarning("Job {Job} attempt {Attempt} failed: {Failure}", job.Id, record.Attempt, failure);
                 var old = record.Attempt;
-                await job.StopCheckpointingAsync(old);
+                await QuietlyAsync(() => job.StopCheckpointingAsync(old), "stopping the checkpoints of the failed attempt");
                 var restarts = record.Restarts + 1;
                 if (record.Spec.EffectiveRestart.DelayBefore(restarts) is not { } delay)
                 {
-                    await job.FailForGoodAsync(failure);
+                    await FailForGoodAsync(failure);
                     return;
                 }
 
                 record.Restarts = restarts;
                 record.Warnings.Add($"Attempt {old} failed and the job restarts ({restarts} of {record.Spec.EffectiveRestart.MaxAttempts} restarts): {failure}");
                 job.SetState(JobState.Restarting);
-                await job.PersistAsync();
-                await job.ReleaseSubtasksAsync(old, StopReason.Failover);
+                await QuietlyAsync(job.PersistAsync, "writing the job's record");
+                await QuietlyAsync(() => job.ReleaseSubtasksAsync(old, StopReason.Failover), "stopping the subtasks of the failed attempt");
                 await Task.Delay(delay, time);
                 if (record.State != JobState.Restarting)
                 {
                     return;
                 }
 
-                var (outcome, next) = await RestartFromLatestAsync(record);
+                var (outcome, next) = await RestartGuardedAsync(record);
                 if (outcome != DeployOutcome.Failed)
                 {
                     return;
@@ -121,26 +127,91 @@ internal sealed class FailoverHandler(IRestartableJob job, CheckpointCleaner cle
         }
     }
 
+    /// <summary>
+    /// Restarts from the newest restorable checkpoint; an exception nobody expected counts as a failed restart (kind
+    /// <see cref="JobFailureKind.RestoreFailed"/>, the restart strategy decides about the next one), so that the job never
+    /// stays Restarting.
+    /// </summary>
+    private async Task<(DeployOutcome Outcome, JobFailure? Failure)> RestartGuardedAsync(JobRecord record)
+    {
+        try
+        {
+            return await RestartFromLatestAsync(record);
+        }
+        catch (Exception ex)
+        {
+            logger.LogError(ex, "Job {Job}: restarting failed", job.Id);
+            return (DeployOutcome.Failed, JobFailure.FromException(ex, JobFailureKind.RestoreFailed, operatorUid: null, subtaskIndex: -1) with { Message = $"Restarting failed: {ex.Message}" });
+        }
+    }
+
+    /// <summary>Ends the job as failed; should even that throw, the job is marked Failed in memory at least, never left Restarting.</summary>
+    private async Task FailForGoodAsync(JobFailure failure)
+    {
+        try
+        {
+            await job.FailForGoodAsync(failure);
+        }
+        catch (Exception ex)
+        {
+            logger.LogError(ex, "Job {Job}: ending the job as failed ({Failure}) did not complete", job.Id, failure);
+            if (job.Record is { } record && !record.State.IsTerminal())
+            {
+                record.Failure = failure;
+                job.SetState(JobState.Failed);
+            }
+        }
+    }
+
+    /// <summary>Runs a step of the restart whose failure must not stop it (the step logs or retries on its own otherwise).</summary>
+    private async Task QuietlyAsync(Func<Task> step, string what)
+    {
+        try
+        {
+            await step();
+        }
+        catch (Exception ex)
+        {
+            logger.LogWarning(ex, "Job {Job}: {What} failed; the restart goes on", job.Id, what);
+        }
+    }
+
     private async Task<(DeployOutcome Outcome, JobFailure? Failure)> RestartFromLatestAsync(JobRecord record)
     {
         var candidates = new List<(CompletedCheckpoint Checkpoint, bool Owned)>();
         IReadOnlySet<string>? stored = null;
         if (record.Spec.Checkpointing.Enabled)
         {
-            candidates.AddRange((await job.GetCompletedCheckpointsAsync()).Select(static c => (c, true)));
+            try
+            {
+                candidates.AddRange((await job.GetCompletedCheckpointsAsync()).Select(static c => (c, true)));
+            }
+            catch (Exception ex)
+            {
+                // The coordinator could not list or read the job's checkpoints (storage unreachable, or a grain call that
+                // failed): nothing is known about the checkpoints, which stay; this restart fails and the strategy decides.
+                logger.LogWarning(ex, "Job {Job}: reading its completed checkpoints failed", job.Id);
+                return (DeployOutcome.Failed, JobFailure.FromException(ex, JobFailureKind.Storage, operatorUid: null, subtaskIndex: -1) with { Message = $"Reading the job's completed checkpoints from checkpoint storage failed: {ex.Message}" });
+            }
+
             if (candidates.Count > 0)
             {
-                stored = (await cleaner.CollectOrphansAsync(job.Id.Value, candidates.Select(static c => c.Checkpoint))).Listed;
+                stored = await ListStoredAsync(candidates);
             }
         }
 
         if (candidates.Count == 0 && record.Spec.RestoreFrom is { } restoreFrom)
         {
-            var (original, errors) = await restorePoints.ReadAsync(restoreFrom, job.Plan, record.Spec);
+            var (original, errors, transient) = await restorePoints.TryReadAsync(restoreFrom, job.Plan, record.Spec);
             if (original is null)
             {
-                var failure = JobFailure.Of(JobFailureKind.RestoreFailed, string.Join(" ", errors));
-                await job.FailForGoodAsync(failure);
+                var failure = JobFailure.Of(transient ? JobFailureKind.Storage : JobFailureKind.RestoreFailed, string.Join(" ", errors));
+                if (transient)
+                {
+                    return (DeployOutcome.Failed, failure);
+                }
+
+                await FailForGoodAsync(failure);
                 return (DeployOutcome.RestoreFailed, failure);
             }
 
@@ -154,12 +225,18 @@ internal sealed class FailoverHandler(IRestartableJob job, CheckpointCleaner cle
             {
                 missing = await CheckpointFileCheck.FindMissingFileAsync(storage, checkpoint.Manifest, stored);
             }
-            catch (CheckpointStorageException ex)
+            catch (CheckpointStorageException ex) when (ex is not CheckpointStorageCorruptException)
             {
                 // Storage cannot tell now whether the files are there (unreachable, throttled): that says nothing about
                 // the checkpoint, which stays; this restart fails and the restart strategy decides about the next one.
                 logger.LogWarning(ex, "Job {Job}: checking the files of checkpoint {Checkpoint} failed", job.Id, checkpoint.CheckpointId);
                 return (DeployOutcome.Failed, JobFailure.FromException(ex, JobFailureKind.Storage, operatorUid: null, subtaskIndex: -1) with { Message = $"Checking the files of checkpoint {checkpoint.CheckpointId} failed: {ex.Message}" });
+            }
+            catch (Exception ex)
+            {
+                // The manifest names a file storage refuses to look up (a path it cannot hold): the checkpoint is unreadable.
+                await DiscardAsync(record, checkpoint, owned, $"its files cannot be checked: {ex.Message}");
+                continue;
             }
 
             if (missing is not null)
@@ -170,7 +247,7 @@ internal sealed class FailoverHandler(IRestartableJob job, CheckpointCleaner cle
 
             record.Attempt++;
             await job.PersistAsync();
-            var (outcome, failure) = await job.DeployAttemptAsync(record.Attempt, checkpoint, owned);
+            var (outcome, failure) = await DeployAsync(record.Attempt, checkpoint, owned);
             if (outcome != DeployOutcome.RestoreFailed)
             {
                 return (outcome, failure);
@@ -182,13 +259,41 @@ internal sealed class FailoverHandler(IRestartableJob job, CheckpointCleaner cle
         if (candidates.Count > 0)
         {
             var failure = JobFailure.Of(JobFailureKind.RestoreFailed, "No retained checkpoint of the job could be restored; see the warnings.");
-            await job.FailForGoodAsync(failure);
+            await FailForGoodAsync(failure);
             return (DeployOutcome.RestoreFailed, failure);
         }
 
         record.Attempt++;
         await job.PersistAsync();
-        return await job.DeployAttemptAsync(record.Attempt, restore: null, ownsFiles: false);
+        return await DeployAsync(record.Attempt, restore: null, ownsFiles: false);
+    }
+
+    /// <summary>Every path storage lists for the job, or null when the listing did not complete (then each file is asked for).</summary>
+    private async Task<IReadOnlySet<string>?> ListStoredAsync(List<(CompletedCheckpoint Checkpoint, bool Owned)> candidates)
+    {
+        try
+        {
+            return (await cleaner.CollectOrphansAsync(job.Id.Value, candidates.Select(static c => c.Checkpoint))).Listed;
+        }
+        catch (Exception ex)
+        {
+            logger.LogWarning(ex, "Job {Job}: listing its files in checkpoint storage failed; each file is checked on its own", job.Id);
+            return null;
+        }
+    }
+
+    /// <summary>Deploys an attempt; an exception is a failed deploy (the restart strategy applies), not a hung restart.</summary>
+    private async Task<(DeployOutcome Outcome, JobFailure? Failure)> DeployAsync(int attempt, CompletedCheckpoint? restore, bool ownsFiles)
+    {
+        try
+        {
+            return await job.DeployAttemptAsync(attempt, restore, ownsFiles);
+        }
+        catch (Exception ex)
+        {
+            logger.LogError(ex, "Job {Job}: deploying attempt {Attempt} failed", job.Id, attempt);
+            return (DeployOutcome.Failed, JobFailure.FromException(ex, JobFailureKind.Runtime, operatorUid: null, subtaskIndex: -1));
+        }
     }
 
     private async Task DiscardAsync(JobRecord record, CompletedCheckpoint checkpoint, bool owned, string reason)
@@ -199,7 +304,7 @@ internal sealed class FailoverHandler(IRestartableJob job, CheckpointCleaner cle
         job.SetState(record.State);
         if (owned)
         {
-            await job.DiscardCheckpointAsync(checkpoint.CheckpointId, reason);
+            await QuietlyAsync(() => job.DiscardCheckpointAsync(checkpoint.CheckpointId, reason), $"discarding checkpoint {checkpoint.CheckpointId}");
         }
     }
 }

@@ -378,6 +378,7 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
         if (outcome == DeployOutcome.Started)
         {
             record.RestoredFrom = restore?.ManifestPath;
+            record.SourceRecordsBefore[attempt] = SourceRecordCounter.ReadUpTo(restore, record.SourceRecordsBefore, Id);
             SetState(JobState.Running);
             await PersistAsync();
             StopWatchdog();
@@ -431,6 +432,7 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
             Failure = record.Failure,
             Warnings = [.. record.Warnings, .. subtasks.Where(p => p.Key.Attempt == record.Attempt && p.Value.Warning is not null).Select(static p => $"{p.Value.Chain} #{p.Key.Index}: {p.Value.Warning}")],
             RestoredFrom = record.RestoredFrom,
+            SourceRecordsBefore = record.SourceRecordsBefore.GetValueOrDefault(record.Attempt),
             FinalSavepoint = record.FinalSavepoint,
             Subtasks = subtasks.Select(static p => p.Value).ToArray(),
         };

@@ -34,6 +34,12 @@ internal sealed class JobRecord
     /// <summary>The savepoint the job was stopped with (stop-with-savepoint).</summary>
     [Id(10)] public string? FinalSavepoint { get; set; }
 
+    /// <summary>
+    /// For each attempt that started: the records the job's sources had read before it, up to the checkpoint it restored
+    /// from (<see cref="SourceRecordCounter"/>).
+    /// </summary>
+    [Id(21)] public Dictionary<int, long> SourceRecordsBefore { get; set; } = [];
+
     public static string PlacementKey(SubtaskId subtask) => $"{subtask.Chain}/{subtask.Index}";
 
     public static string PathOf(string jobId) => SnapshotLayout.JobRecordPath(jobId);

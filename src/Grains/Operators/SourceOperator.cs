@@ -54,7 +54,7 @@ internal sealed class SourceOperator<T>(SourceNode<T> node, IRecordInput<T> next
             throw Wrap(ex);
         }
 
-        var state = new OperatorSubtaskState { SubtaskIndex = _subtaskIndex, SourceSplits = splits };
+        var state = new OperatorSubtaskState { SubtaskIndex = _subtaskIndex, SourceSplits = splits, RecordsRead = _recordsIn?.Value };
         return new PendingSnapshot(Uid, _ => Task.FromResult(new OperatorSnapshotResult(state, 0, 0)));
     }
 

@@ -1,7 +1,7 @@
 namespace StreamGrains.State.Serialization;
 
 /// <summary>Thrown when stored state cannot be read.</summary>
-public sealed class StateFormatException : Exception
+public class StateFormatException : Exception
 {
     /// <summary>Creates the exception.</summary>
     public StateFormatException(string message)

@@ -181,6 +181,112 @@ public sealed class FailoverHandlerTests : IDisposable
         Assert.Empty(job.Log);
     }
 
+    [Fact]
+    public async Task A_listing_that_fails_fails_each_restart_with_kind_storage_until_the_strategy_gives_up_never_leaving_the_job_restarting()
+    {
+        await StoreTwoCheckpointsAsync();
+        var listing = new FailingListStorage(_storage.Storage) { Failures = int.MaxValue };
+        var job = new FakeJob(Spec(maxRestarts: 3)) { Load = () => LoadAsync(listing) };
+
+        await Handler(job).FailoverAsync(Boom, failedAttempt: 1).WaitAsync(TimeSpan.FromMinutes(1));
+
+        Assert.Equal(JobState.Failed, job.Record.State);
+        Assert.Equal(JobFailureKind.Storage, job.Record.Failure!.Kind);
+        Assert.Contains(FailingListStorage.Message, job.Record.Failure.Message, StringComparison.Ordinal);
+        Assert.StartsWith("Reading the job's completed checkpoints from checkpoint storage failed", job.Record.Failure.Message, StringComparison.Ordinal);
+        Assert.Equal(3, job.Record.Restarts);
+        Assert.Equal(2, job.Record.Warnings.Count(static w => w.Contains(FailingListStorage.Message, StringComparison.Ordinal)));
+        Assert.DoesNotContain(job.Log, static l => l.StartsWith("deploy", StringComparison.Ordinal) || l.StartsWith("discard", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task A_listing_that_fails_once_fails_that_restart_and_the_next_one_restores_the_latest_checkpoint()
+    {
+        await StoreTwoCheckpointsAsync();
+        var listing = new FailingListStorage(_storage.Storage) { Failures = 1 };
+        var job = new FakeJob(Spec(maxRestarts: 3)) { Load = () => LoadAsync(listing) };
+
+        await Handler(job).FailoverAsync(Boom, failedAttempt: 1).WaitAsync(TimeSpan.FromMinutes(1));
+
+        Assert.Equal(["deploy a2 from 9 owned"], job.Log.Where(static l => l.StartsWith("deploy", StringComparison.Ordinal)));
+        Assert.Equal(JobState.Running, job.Record.State);
+        Assert.Equal(2, job.Record.Restarts);
+        Assert.Contains(job.Record.Warnings, static w => w.StartsWith("Attempt 1 failed and the job restarts (2 of 3 restarts): checkpoint storage: ", StringComparison.Ordinal) && w.Contains("Reading the job's completed checkpoints", StringComparison.Ordinal));
+    }
+
+    [Theory]
+    [InlineData("impossible key groups", "\"start\": 0,", "\"start\": -1,", "keyGroups.start")]
+    [InlineData("a null uid", "\"uid\": \"counts\"", "\"uid\": null", "operators[1].uid")]
+    [InlineData("null files", "\"files\": [", "\"files\": null, \"x\": [", "keyedState.files")]
+    public async Task A_latest_checkpoint_whose_manifest_is_corrupt_is_skipped_and_the_one_before_it_is_restored(string what, string from, string to, string field)
+    {
+        var (_, latest) = await StoreTwoCheckpointsAsync();
+        var json = System.Text.Encoding.UTF8.GetString(State.Snapshots.ManifestJson.Serialize(latest.Manifest));
+        Assert.Contains(from, json, StringComparison.Ordinal);
+        await _storage.PutAsync(latest.ManifestPath, ReplaceFirst(json, from, to));
+        var error = Assert.Throws<State.Snapshots.CorruptManifestException>(() => State.Snapshots.ManifestJson.Deserialize(System.Text.Encoding.UTF8.GetBytes(ReplaceFirst(json, from, to)), latest.ManifestPath));
+        var job = new FakeJob(Spec(maxRestarts: 3)) { Load = () => LoadAsync(_storage.Storage) };
+
+        await Handler(job).FailoverAsync(Boom, failedAttempt: 1).WaitAsync(TimeSpan.FromMinutes(1));
+
+        Assert.True(error.Field.EndsWith(field, StringComparison.Ordinal), $"{what}: {error.Field}");
+        Assert.Equal(["deploy a2 from 7 owned"], job.Log.Where(static l => l.StartsWith("deploy", StringComparison.Ordinal)));
+        Assert.Equal(JobState.Running, job.Record.State);
+    }
+
+    [Fact]
+    public async Task A_deploy_that_throws_is_a_failed_restart_and_the_next_one_deploys_again()
+    {
+        var job = new FakeJob(Spec(maxRestarts: 3)) { Checkpoints = [] };
+        job.OnDeploy = attempt => attempt == 2 ? throw new InvalidOperationException("the deploy threw") : Task.CompletedTask;
+
+        await Handler(job).FailoverAsync(Boom, failedAttempt: 1).WaitAsync(TimeSpan.FromMinutes(1));
+
+        Assert.Equal(["deploy a2 from nothing", "deploy a3 from nothing"], job.Log.Where(static l => l.StartsWith("deploy", StringComparison.Ordinal)));
+        Assert.Equal(JobState.Running, job.Record.State);
+        Assert.Contains(job.Record.Warnings, static w => w.StartsWith("Attempt 2 failed", StringComparison.Ordinal) && w.Contains("the deploy threw", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task A_snapshot_to_restart_from_that_storage_cannot_read_now_fails_the_restart_not_the_job()
+    {
+        var unreachable = new UnreachableStorage(_storage.Storage);
+        var job = new FakeJob(Spec(maxRestarts: 2) with { RestoreFrom = "savepoints/sp-1" }) { Checkpoints = [] };
+
+        await new FailoverHandler(job, new CheckpointCleaner(unreachable, NullLogger.Instance), new RestorePointReader(unreachable), unreachable, TimeProvider.System, NullLogger.Instance).FailoverAsync(Boom, failedAttempt: 1).WaitAsync(TimeSpan.FromMinutes(1));
+
+        Assert.Equal(2, job.Record.Restarts);
+        Assert.Equal(JobState.Failed, job.Record.State);
+        Assert.Equal(JobFailureKind.Storage, job.Record.Failure!.Kind);
+        Assert.Contains("unreachable", job.Record.Failure.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_snapshot_to_restart_from_whose_manifest_is_corrupt_fails_the_job_with_kind_restore_failed_naming_the_field()
+    {
+        var savepoint = PlannerJobs.Manifest(2, 2, checkpointId: 3) with { Kind = SnapshotKind.Savepoint };
+        var json = System.Text.Encoding.UTF8.GetString(State.Snapshots.ManifestJson.Serialize(savepoint));
+        await _storage.PutAsync("savepoints/sp-1/_manifest.json", ReplaceFirst(json, "\"end\": 7", "\"end\": 600"));
+        var job = new FakeJob(Spec(maxRestarts: 3) with { RestoreFrom = "savepoints/sp-1" }) { Checkpoints = [] };
+
+        await Handler(job).FailoverAsync(Boom, failedAttempt: 1).WaitAsync(TimeSpan.FromMinutes(1));
+
+        Assert.Equal(JobState.Failed, job.Record.State);
+        Assert.Equal(JobFailureKind.RestoreFailed, job.Record.Failure!.Kind);
+        Assert.Contains("operators[1].subtasks[0].keyedState.keyGroups.end", job.Record.Failure.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain(job.Log, static l => l.StartsWith("deploy", StringComparison.Ordinal));
+    }
+
+    private static string ReplaceFirst(string text, string from, string to)
+    {
+        var at = text.IndexOf(from, StringComparison.Ordinal);
+        return string.Concat(text.AsSpan(0, at), to, text.AsSpan(at + from.Length));
+    }
+
+    /// <summary>The planner job's checkpoints as the coordinator loads them from <paramref name="storage"/>, newest first.</summary>
+    private static async Task<IReadOnlyList<CompletedCheckpoint>> LoadAsync(ICheckpointStorage storage) =>
+        (await CompletedCheckpointStore.LoadAsync(storage, "planner", NullLogger.Instance, CancellationToken.None)).Checkpoints.Reverse().ToArray();
+
     /// <summary>Checkpoints 7 and 9 of the planner job, with every file, in storage.</summary>
     private async Task<(CompletedCheckpoint Older, CompletedCheckpoint Latest)> StoreTwoCheckpointsAsync()
     {
@@ -200,8 +306,29 @@ public sealed class FailoverHandlerTests : IDisposable
     private FailoverHandler Handler(FakeJob job) =>
         new(job, new CheckpointCleaner(_storage.Storage, NullLogger.Instance), new RestorePointReader(_storage.Storage), _storage.Storage, TimeProvider.System, NullLogger.Instance);
 
+    /// <summary>Storage whose next <see cref="Failures"/> listings fail, as an unreachable storage's do.</summary>
+    private sealed class FailingListStorage(ICheckpointStorage inner) : DelegatingCheckpointStorage(inner)
+    {
+        public const string Message = "listing: the endpoint is unreachable (test)";
+
+        public int Failures { get; set; }
+
+        public override IAsyncEnumerable<StoredObject> ListAsync(string prefix, CancellationToken cancellationToken)
+        {
+            if (Failures > 0)
+            {
+                Failures--;
+                throw new CheckpointStorageException(Message);
+            }
+
+            return Inner.ListAsync(prefix, cancellationToken);
+        }
+    }
+
     private sealed class UnreachableStorage(ICheckpointStorage inner) : DelegatingCheckpointStorage(inner)
     {
+        public override Task<byte[]?> ReadAsync(string path, CancellationToken cancellationToken) => throw new CheckpointStorageException($"'{path}': the endpoint is unreachable (test).");
+
         public override Task<bool> ExistsAsync(string path, CancellationToken cancellationToken) => throw new CheckpointStorageException($"'{path}': the endpoint is unreachable (test).");
 
         public override async IAsyncEnumerable<StoredObject> ListAsync(string prefix, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
@@ -232,6 +359,9 @@ public sealed class FailoverHandlerTests : IDisposable
         public Func<int, Task>? OnDeploy { get; set; }
 
         public Func<Task>? OnRelease { get; set; }
+
+        /// <summary>When set, the checkpoints come from here (as the coordinator loads them) instead of <see cref="Checkpoints"/>.</summary>
+        public Func<Task<IReadOnlyList<CompletedCheckpoint>>>? Load { get; set; }
 
         public JobId Id => spec.JobId!.Value;
 
@@ -296,7 +426,7 @@ public sealed class FailoverHandlerTests : IDisposable
             return result;
         }
 
-        public Task<IReadOnlyList<CompletedCheckpoint>> GetCompletedCheckpointsAsync() => Task.FromResult(Checkpoints);
+        public Task<IReadOnlyList<CompletedCheckpoint>> GetCompletedCheckpointsAsync() => Load?.Invoke() ?? Task.FromResult(Checkpoints);
 
         public Task DiscardCheckpointAsync(long checkpointId, string reason)
         {
