@@ -21,7 +21,7 @@ public enum JobState : byte
     /// <summary>The job was cancelled.</summary>
     Canceled = 5,
 
-    /// <summary>An attempt failed; the job restarts from its latest completed checkpoint.</summary>
+    /// <summary>An attempt failed, or is moved off a silo that stops gracefully; the job restarts from its latest completed checkpoint.</summary>
     Restarting = 6,
 }
 
@@ -217,6 +217,12 @@ public sealed record JobStatus
 
     /// <summary>The savepoint the job was stopped with, when it ended by stop-with-savepoint.</summary>
     [Id(15)] public string? FinalSavepoint { get; init; }
+
+    /// <summary>
+    /// Planned moves so far: attempts that ended because a silo they ran on stopped gracefully and were continued by a new
+    /// attempt from a checkpoint taken for it. They are not failures and do not count in <see cref="Restarts"/>.
+    /// </summary>
+    [Id(16)] public int PlannedMoves { get; init; }
 
     /// <summary>Records read by all sources so far.</summary>
     public long SourceRecords => Subtasks.Where(static s => s.IsSource).Sum(static s => s.RecordsIn);

@@ -12,8 +12,8 @@ namespace StreamGrains.Grains;
 public static class StreamGrainsSiloBuilderExtensions
 {
     /// <summary>
-    /// Registers the job, subtask and collector grains, subtask placement, the batch transport and the RocksDB resources
-    /// shared by the silo's subtasks. Options come from <paramref name="configure"/> and any other configuration of
+    /// Registers the job, subtask and collector grains, subtask placement, the batch transport, the RocksDB resources
+    /// shared by the silo's subtasks, and the <see cref="SiloDeparture"/> that moves jobs away when the silo stops. Options come from <paramref name="configure"/> and any other configuration of
     /// <see cref="StreamGrainsOptions"/>; they are validated when the silo starts.
     /// </summary>
     public static ISiloBuilder AddStreamGrains(this ISiloBuilder builder, Action<StreamGrainsOptions>? configure = null)
@@ -42,6 +42,8 @@ public static class StreamGrainsSiloBuilderExtensions
         builder.Services.TryAddSingleton(static sp => sp.GetRequiredService<IOptions<StreamGrainsOptions>>().Value.CheckpointStorage.Create());
         builder.Services.TryAddSingleton<SharedRestoreDownloads>();
         builder.Services.AddPlacementDirector<SubtaskPlacementStrategy, SubtaskPlacementDirector>();
+        builder.Services.TryAddSingleton<SiloDeparture>();
+        builder.Services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>>(static sp => sp.GetRequiredService<SiloDeparture>());
         return builder;
     }
 

@@ -34,6 +34,18 @@ internal sealed class JobRecord
     /// <summary>The savepoint the job was stopped with (stop-with-savepoint).</summary>
     [Id(10)] public string? FinalSavepoint { get; set; }
 
+    /// <summary>Planned moves so far (the attempt moved off a silo that stopped gracefully); they are not restarts.</summary>
+    [Id(11)] public int PlannedMoves { get; set; }
+
+    /// <summary>
+    /// Set when the job grain's own silo stopped gracefully after the attempt stopped at a completed checkpoint: the job
+    /// grain's next activation moves the job to a new attempt from that checkpoint instead of failing over. Says why.
+    /// </summary>
+    [Id(12)] public string? MovePending { get; set; }
+
+    /// <summary>With <see cref="MovePending"/>: the silo that stopped, on which the move places nothing.</summary>
+    [Id(13)] public string? LeavingSilo { get; set; }
+
     public static string PlacementKey(SubtaskId subtask) => $"{subtask.Chain}/{subtask.Index}";
 
     public static string PathOf(string jobId) => SnapshotLayout.JobRecordPath(jobId);
