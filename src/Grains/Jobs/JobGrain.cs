@@ -56,7 +56,7 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
         _gateway = new GrainSubtaskGateway(grains, logger);
         _subtasks = new SubtaskRoster(_gateway);
         _failover = new FailoverHandler(this, new CheckpointCleaner(storage, logger), restorePoints, storage, time, logger);
-        _moves = new PlannedMove(this, _failover, _subtasks, grains, logger);
+        _moves = new PlannedMove(this, _failover, _subtasks, () => Coordinator, logger);
     }
 
     public JobId Id => new(this.GetPrimaryKeyString());

@@ -16,7 +16,7 @@ namespace StreamGrains.Grains.Jobs;
 /// right after): it stops the attempt at the checkpoint, records <see cref="JobRecord.MovePending"/>, and its next
 /// activation (brought back by the heartbeat of a subtask on another silo) makes the move.
 /// </remarks>
-internal sealed class PlannedMove(IRestartableJob job, FailoverHandler failover, SubtaskRoster subtasks, IGrainFactory grains, ILogger logger)
+internal sealed class PlannedMove(IRestartableJob job, FailoverHandler failover, SubtaskRoster subtasks, Func<ICheckpointCoordinatorGrain> coordinator, ILogger logger)
 {
     private readonly HashSet<string> _leaving = new(StringComparer.Ordinal);
 
@@ -51,7 +51,7 @@ internal sealed class PlannedMove(IRestartableJob job, FailoverHandler failover,
         CheckpointStats stats;
         try
         {
-            stats = await grains.GetGrain<ICheckpointCoordinatorGrain>(job.Id.Value).TriggerStopCheckpoint(attempt, maxWait);
+            stats = await coordinator().TriggerStopCheckpoint(attempt, maxWait);
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
