@@ -21,7 +21,7 @@ public enum JobState : byte
     /// <summary>The job was cancelled.</summary>
     Canceled = 5,
 
-    /// <summary>An attempt failed; the job restarts from its latest completed checkpoint.</summary>
+    /// <summary>An attempt failed, or is moved off a silo that stops gracefully; the job restarts from its latest completed checkpoint.</summary>
     Restarting = 6,
 }
 
@@ -231,6 +231,10 @@ public sealed record JobStatus
     /// finished reports exactly its input, however often it failed over.
     /// </summary>
     public long SourceRecords => SourceRecordsBefore + Subtasks.Where(static s => s.IsSource).Sum(static s => s.RecordsIn);
+    /// Planned moves so far: attempts that ended because a silo they ran on stopped gracefully and were continued by a new
+    /// attempt from a checkpoint taken for it. They are not failures and do not count in <see cref="Restarts"/>.
+    /// </summary>
+    [Id(16)] public int PlannedMoves { get; init; }
 
     /// <inheritdoc />
     public override string ToString() => Failure is null ? $"{JobId} {State}" : $"{JobId} {State}: {Failure}";

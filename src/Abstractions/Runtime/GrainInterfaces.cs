@@ -60,6 +60,14 @@ public interface IJobGrain : IGrainWithStringKey
 
     /// <summary>Cancels the job keeping its retained checkpoints whatever its settings (an upgrade falling back to its latest checkpoint).</summary>
     Task<JobStatus?> CancelKeepingCheckpoints();
+
+    /// <summary>
+    /// Silo <paramref name="silo"/> stops gracefully: when the running attempt has subtasks on it (or the job grain runs
+    /// there), the job takes a checkpoint at which every subtask stops, waiting up to <paramref name="maxWait"/>, and then
+    /// moves to a new attempt restored from it on the other silos (a planned move, not a failure). False when no move was
+    /// needed or the checkpoint did not complete in time (then the silo's departure is handled as a failure, as a lost silo is).
+    /// </summary>
+    Task<bool> OnSiloLeaving(string silo, TimeSpan maxWait);
 }
 
 /// <summary>Savepoints in checkpoint storage, whatever job took them.</summary>
@@ -118,6 +126,14 @@ public interface ICheckpointCoordinatorGrain : IGrainWithStringKey
 
     /// <summary>The latest savepoint of this activation, if any.</summary>
     Task<Snapshots.SavepointStatus?> GetLatestSavepoint();
+
+    /// <summary>
+    /// Takes a checkpoint in <paramref name="attempt"/> at whose barrier every subtask stops processing (as for a stop with
+    /// savepoint, but a plain checkpoint that the job restores from), after any pending one, and waits up to
+    /// <paramref name="maxWait"/> in all for it to end. When it is aborted the subtasks resume.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The attempt does not run checkpoints, or a savepoint is being taken.</exception>
+    Task<Snapshots.CheckpointStats> TriggerStopCheckpoint(int attempt, TimeSpan maxWait);
 }
 
 /// <summary>One subtask: one parallel instance of a chain of operators.</summary>

@@ -19,9 +19,11 @@ namespace StreamGrains.Grains.Checkpointing;
 /// At most one checkpoint is pending. Reentrant so that acknowledgements arrive while a trigger or a manifest write is
 /// awaited; after every await the code checks that the checkpoint it works on is still the pending one. State that
 /// matters beyond an activation lives in storage (the manifests), so a coordinator that lost its silo is rebuilt from
-/// there by the next <see cref="Start"/>.
+/// there by the next <see cref="Start"/>. Placed on the silo of its first caller (the job grain, which deploys each attempt),
+/// so that it leaves with the job grain when that silo stops gracefully (<see cref="Jobs.PlannedMove"/>).
 /// </remarks>
 [GrainType("streamgrains.coordinator")]
+[Orleans.Placement.PreferLocalPlacement]
 [Reentrant]
 [CollectionAgeLimit(AlwaysActive = true)]
 internal sealed class CheckpointCoordinatorGrain(ICheckpointStorage storage, TimeProvider time, ILogger<CheckpointCoordinatorGrain> logger)
@@ -233,6 +235,33 @@ internal sealed class CheckpointCoordinatorGrain(ICheckpointStorage storage, Tim
     }
 
     public Task<SavepointStatus?> GetLatestSavepoint() => Task.FromResult(_savepoint?.Current(time.GetUtcNow()));
+
+    public async Task<CheckpointStats> TriggerStopCheckpoint(int attempt, TimeSpan maxWait)
+    {
+        var deadline = time.GetUtcNow() + maxWait;
+        while (_pending is { } earlier)
+        {
+            await earlier.Outcome.WaitAsync(Remaining(deadline));
+        }
+
+        if (_start is not { } start || attempt != _attempt || _sourcesFinished || _savepoint is { Status.IsDone: false })
+        {
+            throw new InvalidOperationException($"Attempt {attempt} of job {JobId} cannot take a stopping checkpoint now (not running checkpoints, sources finished, or a savepoint is being taken).");
+        }
+
+        var id = _nextId++;
+        var options = new SnapshotOptions { Stop = true };
+        await Task.WhenAll(start.Subtasks.Select(s => GrainFactory.GetGrain<ISubtaskGrain>(s.GrainKey).PrepareSnapshot(id, options))).WaitAsync(Remaining(deadline));
+        var pending = await TriggerAsync(options, id);
+        if (pending is null || pending.CheckpointId != id)
+        {
+            throw new InvalidOperationException($"The stopping checkpoint {id} of job {JobId} could not be triggered: {(_sourcesFinished ? "some sources have finished" : "another checkpoint started first")}.");
+        }
+
+        return await WaitAsync(pending, Remaining(deadline));
+
+        TimeSpan Remaining(DateTimeOffset until) => until - time.GetUtcNow() is var left && left > TimeSpan.Zero ? left : TimeSpan.Zero;
+    }
 
     private async Task<SavepointStatus> WaitAsync(SavepointRun run, TimeSpan maxWait)
     {

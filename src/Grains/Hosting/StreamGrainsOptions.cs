@@ -30,6 +30,14 @@ public sealed class StreamGrainsOptions
     /// <summary>Whether a subtask deletes its local state directory when it stops.</summary>
     public bool DeleteLocalStateOnStop { get; set; } = true;
 
+    /// <summary>
+    /// How long a silo that stops gracefully (SIGTERM, host stop) waits for the jobs with subtasks on it to take the
+    /// checkpoint they move away with; a job whose checkpoint does not complete in time fails over as from a lost silo.
+    /// Keep it below Orleans' response timeout (30 s by default) and the host's shutdown timeout (30 s by default).
+    /// Zero turns planned moves off.
+    /// </summary>
+    public TimeSpan LeaveTimeout { get; set; } = TimeSpan.FromSeconds(20);
+
     /// <summary>Where checkpoints, savepoints and job records are kept.</summary>
     public CheckpointStorageOptions CheckpointStorage { get; set; } = new();
 
@@ -59,6 +67,11 @@ public sealed class StreamGrainsOptions
         if (ColumnFamilyWriteBufferMb < 1 || ColumnFamilyWriteBufferMb > WriteBufferMb)
         {
             yield return $"StreamGrains:ColumnFamilyWriteBufferMb must be between 1 and WriteBufferMb ({WriteBufferMb}), was {ColumnFamilyWriteBufferMb}.";
+        }
+
+        if (LeaveTimeout < TimeSpan.Zero)
+        {
+            yield return $"StreamGrains:LeaveTimeout must not be negative, was {LeaveTimeout}.";
         }
 
         if (StateCacheEntries < 0)

@@ -12,10 +12,11 @@ namespace StreamGrains.Grains;
 public static class StreamGrainsSiloBuilderExtensions
 {
     /// <summary>
-    /// Registers the job, subtask and collector grains, subtask placement, the batch transport and the RocksDB resources
-    /// shared by the silo's subtasks. Options come from <paramref name="configure"/> and any other configuration of
-    /// <see cref="StreamGrainsOptions"/>; they are validated when the silo starts. Membership and health monitoring get a
-    /// <see cref="SiloStartClock"/> (see there why).
+    /// Registers the job, subtask and collector grains, subtask placement, the batch transport, the RocksDB resources
+    /// shared by the silo's subtasks, and the <see cref="SiloDeparture"/> that moves jobs away when the silo stops.
+    /// Options come from <paramref name="configure"/> and any other configuration of <see cref="StreamGrainsOptions"/>;
+    /// they are validated when the silo starts. Membership and health monitoring get a <see cref="SiloStartClock"/>
+    /// (see there why).
     /// </summary>
     public static ISiloBuilder AddStreamGrains(this ISiloBuilder builder, Action<StreamGrainsOptions>? configure = null)
     {
@@ -44,6 +45,8 @@ public static class StreamGrainsSiloBuilderExtensions
         builder.Services.TryAddSingleton(static sp => sp.GetRequiredService<IOptions<StreamGrainsOptions>>().Value.CheckpointStorage.Create());
         builder.Services.TryAddSingleton<SharedRestoreDownloads>();
         builder.Services.AddPlacementDirector<SubtaskPlacementStrategy, SubtaskPlacementDirector>();
+        builder.Services.TryAddSingleton<SiloDeparture>();
+        builder.Services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>>(static sp => sp.GetRequiredService<SiloDeparture>());
         return builder;
     }
 

@@ -307,4 +307,52 @@ internal sealed class FailoverHandler(IRestartableJob job, CheckpointCleaner cle
             await QuietlyAsync(() => job.DiscardCheckpointAsync(checkpoint.CheckpointId, reason), $"discarding checkpoint {checkpoint.CheckpointId}");
         }
     }
+
+    /// <summary>
+    /// A planned move of <paramref name="attempt"/> (its subtasks stopped at a completed checkpoint): stops the attempt and
+    /// deploys the next one from the newest checkpoint that can be restored, as a restart does, but without asking the
+    /// restart strategy, counting a restart or recording a failure. A deployment that then fails is handled as any
+    /// failure of the new attempt. False when the job does not run <paramref name="attempt"/> or a restart is under way.
+    /// </summary>
+    public async Task<bool> MoveAsync(int attempt, string reason)
+    {
+        if (job.Record is not { State: JobState.Running } record || record.Attempt != attempt || _restarting)
+        {
+            return false;
+        }
+
+        _restarting = true;
+        (DeployOutcome Outcome, JobFailure? Failure) result = (DeployOutcome.Superseded, null);
+        try
+        {
+            logger.LogInformation("Job {Job}: {Reason}", job.Id, reason);
+            await job.StopCheckpointingAsync(attempt);
+            record.PlannedMoves++;
+            (record.MovePending, record.LeavingSilo) = (null, null);
+            record.Warnings.Add(reason);
+            job.SetState(JobState.Restarting);
+            await job.PersistAsync();
+            await job.ReleaseSubtasksAsync(attempt, StopReason.Failover);
+            if (record.State == JobState.Restarting)
+            {
+                result = await RestartFromLatestAsync(record);
+            }
+
+            return true;
+        }
+        finally
+        {
+            _restarting = false;
+            var pending = _failureWhileRestarting;
+            _failureWhileRestarting = null;
+            if (result is { Outcome: DeployOutcome.Failed, Failure: { } failure })
+            {
+                _ = FailoverAsync(failure, record.Attempt);
+            }
+            else if (pending is { } failed)
+            {
+                _ = FailoverAsync(failed.Failure, failed.Attempt);
+            }
+        }
+    }
 }

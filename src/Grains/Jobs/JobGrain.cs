@@ -36,6 +36,7 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
     private readonly SubtaskRoster _subtasks;
     private readonly GrainSubtaskGateway _gateway;
     private readonly FailoverHandler _failover;
+    private readonly PlannedMove _moves;
     private JobRecord? _record;
     private JobPlan? _plan;
     private long _version;
@@ -55,6 +56,7 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
         _gateway = new GrainSubtaskGateway(grains, logger);
         _subtasks = new SubtaskRoster(_gateway);
         _failover = new FailoverHandler(this, new CheckpointCleaner(storage, logger), restorePoints, storage, time, logger);
+        _moves = new PlannedMove(this, _failover, _subtasks, () => Coordinator, logger);
     }
 
     public JobId Id => new(this.GetPrimaryKeyString());
@@ -98,7 +100,7 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
         _logger.LogWarning("Job {Job} was {State} in attempt {Attempt} when its grain was lost; failing over", Id, _record.State, _record.Attempt);
         var attempt = _record.Attempt;
         var failure = JobFailure.Of(JobFailureKind.JobGrainLost, $"the job grain of attempt {attempt} was lost with its silo");
-        this.RegisterGrainTimer(() => _failover.FailoverAsync(failure, attempt), new GrainTimerCreationOptions { DueTime = TimeSpan.Zero, Period = Timeout.InfiniteTimeSpan, Interleave = true });
+        this.RegisterGrainTimer(() => _moves.ResumePendingOrAsync(() => _failover.FailoverAsync(failure, attempt)), new GrainTimerCreationOptions { DueTime = TimeSpan.Zero, Period = Timeout.InfiniteTimeSpan, Interleave = true });
     }
 
     public async Task<SubmitResult> Submit(JobSpec spec)
@@ -232,6 +234,8 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
     }
 
     public Task<CheckpointStats> WaitForCheckpoint(long checkpointId, TimeSpan maxWait) => Coordinator.WaitFor(checkpointId, maxWait);
+
+    public Task<bool> OnSiloLeaving(string silo, TimeSpan maxWait) => _moves.OnSiloLeavingAsync(silo, maxWait, jobGrainLeaves: silo == GrainContext.Address.SiloAddress?.ToString());
 
     public async Task<SavepointStatus> TriggerSavepoint(SavepointRequest request, TimeSpan maxWait)
     {
@@ -370,7 +374,7 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
             Spec = record.Spec,
             Restore = restore,
             OwnsFiles = ownsFiles,
-            ActiveSilos = _membership.CurrentSnapshot.Members.Values.Where(static m => m.Status == SiloStatus.Active).Select(static m => m.SiloAddress).ToArray(),
+            ActiveSilos = _membership.CurrentSnapshot.Members.Values.Where(m => m.Status == SiloStatus.Active && !_moves.IsLeaving(m.SiloAddress)).Select(static m => m.SiloAddress).ToArray(),
             Placement = record.Placement,
         };
         _deployer ??= new AttemptDeployer(_gateway, _subtasks, Coordinator, _logger);
@@ -427,6 +431,7 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
             Version = _version,
             Attempt = record.Attempt,
             Restarts = record.Restarts,
+            PlannedMoves = record.PlannedMoves,
             SubmittedAt = record.SubmittedAt,
             EndedAt = record.EndedAt,
             Failure = record.Failure,

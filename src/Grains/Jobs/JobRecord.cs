@@ -39,6 +39,17 @@ internal sealed class JobRecord
     /// from (<see cref="SourceRecordCounter"/>).
     /// </summary>
     [Id(21)] public Dictionary<int, long> SourceRecordsBefore { get; set; } = [];
+    /// <summary>Planned moves so far (the attempt moved off a silo that stopped gracefully); they are not restarts.</summary>
+    [Id(11)] public int PlannedMoves { get; set; }
+
+    /// <summary>
+    /// Set when the job grain's own silo stopped gracefully after the attempt stopped at a completed checkpoint: the job
+    /// grain's next activation moves the job to a new attempt from that checkpoint instead of failing over. Says why.
+    /// </summary>
+    [Id(12)] public string? MovePending { get; set; }
+
+    /// <summary>With <see cref="MovePending"/>: the silo that stopped, on which the move places nothing.</summary>
+    [Id(13)] public string? LeavingSilo { get; set; }
 
     public static string PlacementKey(SubtaskId subtask) => $"{subtask.Chain}/{subtask.Index}";
 

@@ -48,7 +48,9 @@ internal static class PlacementPlanner
     /// old subtask's key groups need the same SSTs, and on one silo they download them once
     /// (<see cref="State.Snapshots.SharedRestoreDownloads"/>). The blocks of each chain start one silo further on per
     /// subtask placed before it, so that chains with fewer subtasks than silos do not all start on the first. A subtask
-    /// that ran before on a silo that is still active keeps it (sticky), so it finds its local state again.
+    /// that ran before on a silo that is still active keeps it (sticky), so it finds its local state again; one whose
+    /// silo left takes its block's silo unless that already has ⌈p/s⌉ of the chain, else the silo with the fewest (so a
+    /// silo that joined gets the subtasks of one that left).
     /// </summary>
     public static SiloAddress[] Assign(IReadOnlyList<SiloAddress> activeSilos, IReadOnlyList<int> chainParallelisms, IReadOnlyList<SiloAddress?>? previous = null)
     {
@@ -59,18 +61,43 @@ internal static class PlacementPlanner
 
         var silos = activeSilos.OrderBy(static s => s).ToArray();
         var assignment = new SiloAddress[chainParallelisms.Sum()];
-        var i = 0;
+        var first = 0;
         foreach (var parallelism in chainParallelisms)
         {
-            var first = i;
-            for (var j = 0; j < parallelism; j++, i++)
+            // Sticky subtasks first; the others take their block's silo unless it already has its share of the chain
+            // (⌈p/s⌉), else the next silo with the fewest: a silo that joined gets the subtasks of one that left.
+            var share = (parallelism + silos.Length - 1) / silos.Length;
+            var load = new int[silos.Length];
+            for (var j = 0; j < parallelism; j++)
             {
+                var i = first + j;
+                if (previous is not null && i < previous.Count && previous[i] is { } before && Array.IndexOf(silos, before) is var kept and >= 0)
+                {
+                    assignment[i] = before;
+                    load[kept]++;
+                }
+            }
+
+            for (var j = 0; j < parallelism; j++)
+            {
+                if (assignment[first + j] is not null)
+                {
+                    continue;
+                }
+
                 // With no more subtasks than silos, consecutive silos: blocks of one would skip silos.
                 var block = parallelism <= silos.Length ? j : (int)((long)j * silos.Length / parallelism);
-                assignment[i] = previous is not null && i < previous.Count && previous[i] is { } before && silos.Contains(before)
-                    ? before
-                    : silos[(first + block) % silos.Length];
+                var slot = (first + block) % silos.Length;
+                if (load[slot] >= share)
+                {
+                    slot = Enumerable.Range(slot, silos.Length).Select(k => k % silos.Length).MinBy(k => load[k]);
+                }
+
+                assignment[first + j] = silos[slot];
+                load[slot]++;
             }
+
+            first += parallelism;
         }
 
         return assignment;

@@ -61,7 +61,7 @@ internal sealed class SubtaskGrain(
             Logger = logger,
             Storage = services.GetService<ICheckpointStorage>(),
             Listener = this,
-            SiloStopping = services.GetService<Microsoft.Extensions.Hosting.IHostApplicationLifetime>()?.ApplicationStopping ?? CancellationToken.None,
+            SiloStopping = services.GetService<SiloDeparture>()?.SubtasksMustStop ?? CancellationToken.None,
         });
         _runner = runner;
         var job = GrainFactory.GetGrain<IJobGrain>(deployment.Subtask.Job.Value);

@@ -25,6 +25,10 @@ internal sealed record SubtaskServices
     /// <summary>Receives the subtask's outcome and its checkpoint acknowledgements.</summary>
     public required ISubtaskListener Listener { get; init; }
 
-    /// <summary>Cancelled when the silo stops (or is killed): the subtask stops too, with its background uploads.</summary>
+    /// <summary>
+    /// Cancelled when the silo's subtasks must stop (<see cref="SiloDeparture.SubtasksMustStop"/>: on a graceful stop once
+    /// the jobs took the checkpoint they move away with, at once when the stop is not graceful): the subtask stops too,
+    /// with its background uploads.
+    /// </summary>
     public CancellationToken SiloStopping { get; init; }
 }

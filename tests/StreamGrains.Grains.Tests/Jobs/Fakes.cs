@@ -108,6 +108,17 @@ internal sealed class RecordingCoordinator : ICheckpointCoordinatorGrain
     public Task<SavepointStatus> WaitForSavepoint(long checkpointId, TimeSpan maxWait) => throw new NotSupportedException();
 
     public Task<SavepointStatus?> GetLatestSavepoint() => throw new NotSupportedException();
+
+    /// <summary>Answers <see cref="TriggerStopCheckpoint"/> (a planned move's checkpoint).</summary>
+    public Func<int, Task<CheckpointStats>>? StopCheckpoint { get; init; }
+
+    public ConcurrentQueue<int> StopCheckpoints { get; } = new();
+
+    public Task<CheckpointStats> TriggerStopCheckpoint(int attempt, TimeSpan maxWait)
+    {
+        StopCheckpoints.Enqueue(attempt);
+        return StopCheckpoint?.Invoke(attempt) ?? throw new NotSupportedException();
+    }
 }
 
 /// <summary>Filesystem checkpoint storage in a directory of its own under the temp path, deleted on dispose.</summary>

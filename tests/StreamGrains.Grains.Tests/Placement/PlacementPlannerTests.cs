@@ -63,5 +63,25 @@ public sealed class PlacementPlannerTests
         Assert.Equal([Silos[1], Silos[0], Silos[1], Silos[0]], placement);
     }
 
+    [Fact]
+    public void The_subtasks_of_a_silo_that_left_go_to_the_silo_that_joined_when_the_others_have_their_share()
+    {
+        var (left, joined) = (Silo(9), Silos[3]);
+
+        // Six subtasks ran two by two on silos 0, 1 and a silo that left; silo 3 joined.
+        var placement = PlacementPlanner.Assign([Silos[0], Silos[1], joined], [6], [Silos[0], Silos[0], Silos[1], Silos[1], left, left]);
+
+        Assert.Equal([Silos[0], Silos[0], Silos[1], Silos[1], joined, joined], placement);
+    }
+
+    [Fact]
+    public void A_subtask_whose_silo_left_goes_to_the_silo_with_the_fewest_when_its_block_silo_has_its_share()
+    {
+        // Three subtasks on three silos; the one of silo 0 left, silo 3 joined: its block's silo (1) already has one.
+        var placement = PlacementPlanner.Assign([Silos[1], Silos[2], Silos[3]], [3], [Silo(9), Silos[1], Silos[2]]);
+
+        Assert.Equal([Silos[3], Silos[1], Silos[2]], placement);
+    }
+
     private static SiloAddress Silo(int port) => SiloAddress.New(new IPEndPoint(IPAddress.Loopback, 11000 + port), 1);
 }
