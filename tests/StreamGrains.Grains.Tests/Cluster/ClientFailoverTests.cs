@@ -1,4 +1,5 @@
 using Orleans.Runtime.Placement;
+using StreamGrains.Client;
 using StreamGrains.Testing;
 
 namespace StreamGrains.Grains.Tests;
@@ -36,39 +37,62 @@ public sealed class ClientFailoverTests
 
         using var stop = new CancellationTokenSource();
         var killed = new TaskCompletionSource();
-        var poller = Task.Run(async () =>
-        {
-            var (before, after) = (0, 0);
-            var errors = new List<Exception>();
-            while (!stop.IsCancellationRequested)
-            {
-                var killedBefore = killed.Task.IsCompleted;
-                try
-                {
-                    await client.GetStatusAsync(jobId, refreshSubtasks: false);
-                    _ = killedBefore ? after++ : before++;
-                }
-                catch (Exception ex)
-                {
-                    errors.Add(ex);
-                }
+        var patient = new Poller(client);
 
-                // Paces the polling (about 50 calls a second); nothing waits for an event here.
-                await Task.Delay(20, CancellationToken.None);
-            }
-
-            return (before, after, errors);
-        });
+        // A client that does not retry shows that the outage is visible to callers, as a typed exception.
+        var impatient = new Poller(new StreamGrainsClient(client.Grains) { TransientRetryTime = TimeSpan.Zero });
+        var polling = new[] { patient.RunAsync(jobId, killed.Task, stop.Token), impatient.RunAsync(jobId, killed.Task, stop.Token) };
+        await Task.WhenAll(patient.Answered.Task, impatient.Answered.Task).WaitAsync(Timeout);
         await cluster.Orleans.KillSiloAsync(victim);
         killed.SetResult();
         var recovered = await client.WaitForAsync(jobId, static s => s.Attempt > 1 && s.State == JobState.Running, Timeout);
+        await patient.AnsweredAfterKill.Task.WaitAsync(Timeout);
         await stop.CancelAsync();
-        var (callsBefore, callsAfter, errors) = await poller;
+        await Task.WhenAll(polling);
         await client.CancelAsync(jobId);
 
         Assert.Equal(JobState.Running, recovered.State);
-        Assert.True(callsBefore > 0 && callsAfter > 0, $"status calls before the kill: {callsBefore}, after: {callsAfter}");
-        Assert.True(errors.Count == 0, $"status calls threw: {string.Join(" | ", errors.Select(static e => $"{e.GetType().Name}: {e.Message}").Distinct().Take(5))}");
-        Assert.NotEqual(victim.SiloAddress, (await client.Grains.GetGrain<IManagementGrain>(0).GetActivationAddress(jobGrain)));
+        Assert.True(patient.Errors.Count == 0, $"status calls threw: {string.Join(" | ", patient.Errors.Select(static e => $"{e.GetType().Name}: {e.Message}").Distinct().Take(5))}");
+        Assert.NotEqual(victim.SiloAddress, await client.Grains.GetGrain<IManagementGrain>(0).GetActivationAddress(jobGrain));
+        Assert.NotEmpty(impatient.Errors);
+        Assert.All(impatient.Errors, static e => Assert.IsType<ClusterUnavailableException>(e));
+    }
+
+    /// <summary>
+    /// Calls <see cref="StreamGrainsClient.GetStatusAsync"/> about 50 times a second until stopped and keeps the
+    /// exceptions; <see cref="Answered"/> completes at the first answer, <see cref="AnsweredAfterKill"/> at the first answer
+    /// to a call made after the kill.
+    /// </summary>
+    private sealed class Poller(StreamGrainsClient client)
+    {
+        public TaskCompletionSource Answered { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public TaskCompletionSource AnsweredAfterKill { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public List<Exception> Errors { get; } = [];
+
+        public Task RunAsync(JobId jobId, Task killed, CancellationToken stop) => Task.Run(async () =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                var afterKill = killed.IsCompleted;
+                try
+                {
+                    await client.GetStatusAsync(jobId, refreshSubtasks: false);
+                    Answered.TrySetResult();
+                    if (afterKill)
+                    {
+                        AnsweredAfterKill.TrySetResult();
+                    }
+                }
+                catch (Exception ex)
+                {
+                    Errors.Add(ex);
+                }
+
+                // Paces the polling; nothing waits for an event here.
+                await Task.Delay(20, CancellationToken.None);
+            }
+        }, CancellationToken.None);
     }
 }
