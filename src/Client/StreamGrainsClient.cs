@@ -30,7 +30,11 @@ public sealed record StreamGrainsClientOptions
 /// Create it with <see cref="ConnectAsync"/> (it then owns its connection) or around an existing Orleans
 /// <see cref="IGrainFactory"/> (a silo host, a test cluster). Errors are typed: <see cref="JobSubmissionException"/>
 /// when a job is rejected, <see cref="JobNotFoundException"/> for an unknown id, <see cref="JobFailedException"/>
-/// from <see cref="WaitForCompletionAsync"/> when the job failed.
+/// from <see cref="WaitForCompletionAsync"/> when the job failed. While a silo fails, calls can find the cluster
+/// unreachable for some seconds: calls that are safe to repeat (status, waits, cancel, reads) are retried with back-off
+/// for up to <see cref="TransientRetryTime"/> (or until their own timeout), calls that are not (submit, savepoint
+/// trigger, savepoint disposal) are not; either way an unreachable cluster surfaces as
+/// <see cref="ClusterUnavailableException"/>, never as a raw Orleans exception.
 /// </remarks>
 public sealed class StreamGrainsClient : IAsyncDisposable
 {
@@ -52,6 +56,14 @@ public sealed class StreamGrainsClient : IAsyncDisposable
 
     /// <summary>The grain factory the client talks through.</summary>
     public IGrainFactory Grains { get; }
+
+    /// <summary>
+    /// How long a call that is safe to repeat keeps being retried while the cluster is unreachable (a silo failed and
+    /// the cluster has not noticed yet) before it throws <see cref="ClusterUnavailableException"/>. Default 20 s.
+    /// </summary>
+    public TimeSpan TransientRetryTime { get; init; } = TimeSpan.FromSeconds(20);
+
+    private TransientCallRetry Retry => new(TransientRetryTime, TimeProvider.System);
 
     /// <summary>Connects to a cluster through its gateways.</summary>
     /// <remarks>
@@ -132,38 +144,43 @@ public sealed class StreamGrainsClient : IAsyncDisposable
 
     /// <summary>Submits a job; returns its id once the cluster accepted it (it then deploys in the background).</summary>
     /// <exception cref="JobSubmissionException">When the spec or the job definition is invalid; nothing runs then.</exception>
+    /// <exception cref="ClusterUnavailableException">When the cluster was unreachable; the job may or may not have been submitted (it is not retried).</exception>
     public async Task<JobId> SubmitAsync(JobSpec spec, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(spec);
         var id = spec.JobId ?? JobId.New();
-        var result = await Job(id).Submit(spec with { JobId = id }).WaitAsync(cancellationToken);
+        var result = await TransientCallRetry.RunOnceAsync($"Submitting job '{id}'", () => Job(id).Submit(spec with { JobId = id }).WaitAsync(cancellationToken));
         return result.Accepted ? result.JobId : throw new JobSubmissionException(result.JobId, result.Errors);
     }
 
     /// <summary>The job's status, with fresh per-subtask counters when <paramref name="refreshSubtasks"/> is true.</summary>
     /// <exception cref="JobNotFoundException">When no such job exists.</exception>
+    /// <exception cref="ClusterUnavailableException">When the cluster stayed unreachable for <see cref="TransientRetryTime"/>.</exception>
     public async Task<JobStatus> GetStatusAsync(JobId jobId, bool refreshSubtasks = true, CancellationToken cancellationToken = default) =>
-        await Job(jobId).GetStatus(refreshSubtasks).WaitAsync(cancellationToken) ?? throw new JobNotFoundException(jobId);
+        await Retry.RunAsync($"Reading the status of job '{jobId}'", () => Job(jobId).GetStatus(refreshSubtasks).WaitAsync(cancellationToken), cancellationToken) ?? throw new JobNotFoundException(jobId);
 
     /// <summary>Cancels the job and returns its status.</summary>
     /// <exception cref="JobNotFoundException">When no such job exists.</exception>
+    /// <exception cref="ClusterUnavailableException">When the cluster stayed unreachable for <see cref="TransientRetryTime"/>.</exception>
     public async Task<JobStatus> CancelAsync(JobId jobId, CancellationToken cancellationToken = default) =>
-        await Job(jobId).Cancel().WaitAsync(cancellationToken) ?? throw new JobNotFoundException(jobId);
+        await Retry.RunAsync($"Cancelling job '{jobId}'", () => Job(jobId).Cancel().WaitAsync(cancellationToken), cancellationToken) ?? throw new JobNotFoundException(jobId);
 
     /// <summary>Waits until the job reaches <paramref name="state"/> or a terminal state; returns that status.</summary>
     /// <exception cref="JobNotFoundException">When no such job exists.</exception>
     /// <exception cref="TimeoutException">When <paramref name="timeout"/> passes first.</exception>
+    /// <exception cref="ClusterUnavailableException">When the cluster stayed unreachable for <see cref="TransientRetryTime"/>.</exception>
     public async Task<JobStatus> WaitForStateAsync(JobId jobId, JobState state, TimeSpan timeout, CancellationToken cancellationToken = default)
     {
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         cts.CancelAfter(timeout);
         var job = Job(jobId);
-        var status = await job.GetStatus(false) ?? throw new JobNotFoundException(jobId);
+        var status = await Retry.RunAsync($"Reading the status of job '{jobId}'", () => job.GetStatus(false).WaitAsync(cancellationToken), cancellationToken) ?? throw new JobNotFoundException(jobId);
         try
         {
             while (status.State != state && !status.State.IsTerminal())
             {
-                status = await job.WaitForChange(status.Version, LongPoll).WaitAsync(cts.Token) ?? throw new JobNotFoundException(jobId);
+                var version = status.Version;
+                status = await Retry.RunAsync($"Watching job '{jobId}'", () => job.WaitForChange(version, LongPoll).WaitAsync(cts.Token), cts.Token) ?? throw new JobNotFoundException(jobId);
             }
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
@@ -180,6 +197,7 @@ public sealed class StreamGrainsClient : IAsyncDisposable
     /// <returns>The final status when the job finished or was cancelled.</returns>
     /// <exception cref="JobFailedException">When the job failed.</exception>
     /// <exception cref="TimeoutException">When <paramref name="timeout"/> passes first.</exception>
+    /// <exception cref="ClusterUnavailableException">When the cluster stayed unreachable for <see cref="TransientRetryTime"/>.</exception>
     public async Task<JobStatus> WaitForCompletionAsync(
         JobId jobId,
         TimeSpan timeout,
@@ -191,16 +209,17 @@ public sealed class StreamGrainsClient : IAsyncDisposable
         cts.CancelAfter(timeout);
         var job = Job(jobId);
         var interval = progressInterval ?? LongPoll;
-        var status = await job.GetStatus(progress is not null) ?? throw new JobNotFoundException(jobId);
+        var status = await Retry.RunAsync($"Reading the status of job '{jobId}'", () => job.GetStatus(progress is not null).WaitAsync(cancellationToken), cancellationToken) ?? throw new JobNotFoundException(jobId);
         try
         {
             while (!status.State.IsTerminal())
             {
                 progress?.Report(status);
-                status = await job.WaitForChange(status.Version, interval).WaitAsync(cts.Token) ?? throw new JobNotFoundException(jobId);
+                var version = status.Version;
+                status = await Retry.RunAsync($"Watching job '{jobId}'", () => job.WaitForChange(version, interval).WaitAsync(cts.Token), cts.Token) ?? throw new JobNotFoundException(jobId);
                 if (progress is not null && !status.State.IsTerminal())
                 {
-                    status = await job.GetStatus(true).WaitAsync(cts.Token) ?? throw new JobNotFoundException(jobId);
+                    status = await Retry.RunAsync($"Reading the status of job '{jobId}'", () => job.GetStatus(true).WaitAsync(cts.Token), cts.Token) ?? throw new JobNotFoundException(jobId);
                 }
             }
         }
@@ -217,13 +236,14 @@ public sealed class StreamGrainsClient : IAsyncDisposable
     /// <exception cref="JobNotFoundException">When no such job exists.</exception>
     /// <exception cref="InvalidOperationException">When the job is not running or has checkpointing disabled.</exception>
     /// <exception cref="TimeoutException">When the checkpoint is still in progress after <paramref name="timeout"/>.</exception>
+    /// <exception cref="ClusterUnavailableException">When the cluster stayed unreachable for <see cref="TransientRetryTime"/>.</exception>
     public async Task<Snapshots.CheckpointStats> TriggerCheckpointAsync(JobId jobId, TimeSpan timeout, CancellationToken cancellationToken = default)
     {
         _ = await GetStatusAsync(jobId, refreshSubtasks: false, cancellationToken);
         var deadline = DateTimeOffset.UtcNow + timeout;
 
         // Each call waits a bounded time (checkpoints of large state outlast a grain call's response timeout).
-        var stats = await Job(jobId).TriggerCheckpoint(CheckpointPollWait(deadline)).WaitAsync(cancellationToken);
+        var stats = await Retry.RunAsync($"Triggering a checkpoint of job '{jobId}'", () => Job(jobId).TriggerCheckpoint(CheckpointPollWait(deadline)).WaitAsync(cancellationToken), cancellationToken);
         while (stats.Outcome == Snapshots.CheckpointOutcome.InProgress)
         {
             if (DateTimeOffset.UtcNow >= deadline)
@@ -231,7 +251,8 @@ public sealed class StreamGrainsClient : IAsyncDisposable
                 throw new TimeoutException($"Checkpoint {stats.CheckpointId} of job {jobId} is still in progress after {timeout}.");
             }
 
-            stats = await Job(jobId).WaitForCheckpoint(stats.CheckpointId, CheckpointPollWait(deadline)).WaitAsync(cancellationToken);
+            var checkpointId = stats.CheckpointId;
+            stats = await Retry.RunAsync($"Waiting for checkpoint {checkpointId} of job '{jobId}'", () => Job(jobId).WaitForCheckpoint(checkpointId, CheckpointPollWait(deadline)).WaitAsync(cancellationToken), cancellationToken);
         }
 
         return stats;
@@ -246,12 +267,13 @@ public sealed class StreamGrainsClient : IAsyncDisposable
     /// <exception cref="SavepointFailedException">The savepoint failed; the job keeps running.</exception>
     /// <exception cref="InvalidOperationException">The job is not running, has checkpointing off, or already takes a savepoint.</exception>
     /// <exception cref="TimeoutException">The savepoint did not end within <paramref name="timeout"/>.</exception>
+    /// <exception cref="ClusterUnavailableException">When the cluster stayed unreachable for <see cref="TransientRetryTime"/>.</exception>
     public async Task<Snapshots.SavepointStatus> TriggerSavepointAsync(JobId jobId, Snapshots.SavepointRequest request, TimeSpan timeout, IProgress<Snapshots.SavepointStatus>? progress = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
         _ = await GetStatusAsync(jobId, refreshSubtasks: false, cancellationToken);
         var deadline = DateTimeOffset.UtcNow + timeout;
-        var status = await Job(jobId).TriggerSavepoint(request, TimeSpan.FromSeconds(1)).WaitAsync(cancellationToken);
+        var status = await TransientCallRetry.RunOnceAsync($"Triggering a savepoint of job '{jobId}'", () => Job(jobId).TriggerSavepoint(request, TimeSpan.FromSeconds(1)).WaitAsync(cancellationToken));
         progress?.Report(status);
         while (!status.IsDone)
         {
@@ -261,7 +283,8 @@ public sealed class StreamGrainsClient : IAsyncDisposable
             }
 
             // Short waits so that progress is reported about once a second.
-            status = await Job(jobId).WaitForSavepoint(status.CheckpointId, CheckpointPollWait(deadline) < TimeSpan.FromSeconds(1) ? CheckpointPollWait(deadline) : TimeSpan.FromSeconds(1)).WaitAsync(cancellationToken);
+            var checkpointId = status.CheckpointId;
+            status = await Retry.RunAsync($"Waiting for the savepoint of job '{jobId}'", () => Job(jobId).WaitForSavepoint(checkpointId, CheckpointPollWait(deadline) < TimeSpan.FromSeconds(1) ? CheckpointPollWait(deadline) : TimeSpan.FromSeconds(1)).WaitAsync(cancellationToken), cancellationToken);
             progress?.Report(status);
         }
 
@@ -290,13 +313,19 @@ public sealed class StreamGrainsClient : IAsyncDisposable
         TriggerSavepointAsync(jobId, new Snapshots.SavepointRequest { Format = format, Directory = directory, Then = Snapshots.SavepointThen.Cancel }, timeout, progress, cancellationToken);
 
     /// <summary>The savepoints in checkpoint storage under <c>savepoints/</c> (of one job when given), newest first.</summary>
+    /// <exception cref="ClusterUnavailableException">When the cluster stayed unreachable for <see cref="TransientRetryTime"/>.</exception>
     public Task<IReadOnlyList<Snapshots.SavepointInfo>> ListSavepointsAsync(JobId? jobId = null, CancellationToken cancellationToken = default) =>
-        Grains.GetGrain<ISavepointStoreGrain>("savepoints").List(jobId?.Value).WaitAsync(cancellationToken);
+        Retry.RunAsync("Listing savepoints", () => Grains.GetGrain<ISavepointStoreGrain>("savepoints").List(jobId?.Value).WaitAsync(cancellationToken), cancellationToken);
 
     /// <summary>Deletes a savepoint (its manifest first, then its files).</summary>
     /// <exception cref="InvalidOperationException">There is no savepoint in <paramref name="directory"/>.</exception>
+    /// <exception cref="ClusterUnavailableException">When the cluster was unreachable; the savepoint may or may not have been deleted.</exception>
     public Task DisposeSavepointAsync(string directory, CancellationToken cancellationToken = default) =>
-        Grains.GetGrain<ISavepointStoreGrain>("savepoints").Dispose(directory).WaitAsync(cancellationToken);
+        TransientCallRetry.RunOnceAsync($"Deleting savepoint '{directory}'", async () =>
+        {
+            await Grains.GetGrain<ISavepointStoreGrain>("savepoints").Dispose(directory).WaitAsync(cancellationToken);
+            return true;
+        });
 
     /// <summary>
     /// Redeploys a running job as <paramref name="newSpec"/> (another parallelism, changed code or topology): stops it
@@ -321,7 +350,11 @@ public sealed class StreamGrainsClient : IAsyncDisposable
         {
             var status = await GetStatusAsync(jobId, refreshSubtasks: false, cancellationToken);
             var latest = status.LatestCheckpoint?.ManifestPath ?? throw new InvalidOperationException($"Job {jobId} could not be stopped with a savepoint ({ex.Message}) and has no completed checkpoint to fall back to; it keeps running.", ex);
-            await Job(jobId).CancelKeepingCheckpoints().WaitAsync(cancellationToken);
+            await Retry.RunAsync($"Cancelling job '{jobId}'", async () =>
+            {
+                await Job(jobId).CancelKeepingCheckpoints().WaitAsync(cancellationToken);
+                return true;
+            }, cancellationToken);
             restoreFrom = latest;
             warning = $"The savepoint failed ({ex.Status.FailureMessage}); the job was cancelled and the new one restores from its latest checkpoint {latest}, so records after that checkpoint are processed again. The old job's checkpoints are kept; delete them when they are no longer needed.";
         }
@@ -338,18 +371,20 @@ public sealed class StreamGrainsClient : IAsyncDisposable
 
     /// <summary>Waits until the job's status satisfies <paramref name="condition"/> (checked on every state change) or the job ends.</summary>
     /// <exception cref="TimeoutException">When <paramref name="timeout"/> passes first.</exception>
+    /// <exception cref="ClusterUnavailableException">When the cluster stayed unreachable for <see cref="TransientRetryTime"/>.</exception>
     public async Task<JobStatus> WaitForAsync(JobId jobId, Func<JobStatus, bool> condition, TimeSpan timeout, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(condition);
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         cts.CancelAfter(timeout);
         var job = Job(jobId);
-        var status = await job.GetStatus(false) ?? throw new JobNotFoundException(jobId);
+        var status = await Retry.RunAsync($"Reading the status of job '{jobId}'", () => job.GetStatus(false).WaitAsync(cancellationToken), cancellationToken) ?? throw new JobNotFoundException(jobId);
         try
         {
             while (!condition(status) && !status.State.IsTerminal())
             {
-                status = await job.WaitForChange(status.Version, LongPoll).WaitAsync(cts.Token) ?? throw new JobNotFoundException(jobId);
+                var version = status.Version;
+                status = await Retry.RunAsync($"Watching job '{jobId}'", () => job.WaitForChange(version, LongPoll).WaitAsync(cts.Token), cts.Token) ?? throw new JobNotFoundException(jobId);
             }
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
@@ -361,8 +396,9 @@ public sealed class StreamGrainsClient : IAsyncDisposable
     }
 
     /// <summary>Reads what the collect sink named <paramref name="sinkName"/> of the job received.</summary>
+    /// <exception cref="ClusterUnavailableException">When the cluster stayed unreachable for <see cref="TransientRetryTime"/>.</exception>
     public Task<IReadOnlyList<T>> ReadCollectedAsync<T>(JobId jobId, string sinkName, CancellationToken cancellationToken = default) =>
-        CollectedResults.ReadAsync<T>(Grains, jobId, sinkName, cancellationToken);
+        Retry.RunAsync($"Reading collect sink '{sinkName}' of job '{jobId}'", () => CollectedResults.ReadAsync<T>(Grains, jobId, sinkName, cancellationToken), cancellationToken);
 
     /// <inheritdoc />
     public async ValueTask DisposeAsync()

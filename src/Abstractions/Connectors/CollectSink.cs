@@ -7,11 +7,17 @@ namespace StreamGrains.Connectors;
 /// A sink that keeps what it receives in a collector grain, so a test or the demo can read the results back.
 /// </summary>
 /// <remarks>
-/// In append mode every record is kept; in upsert mode (<see cref="Upsert{TKey}"/>) a record replaces an earlier one
-/// with an equal key, which keeps the latest value per key. After a restart from a checkpoint, records written after
-/// that checkpoint are written again: upsert mode then still ends with the right value per key, append mode holds
-/// duplicates (at-least-once). Writes of an older attempt that arrive after a newer one's are dropped. Results live in
-/// memory on one silo: this sink is for tests, demos and small outputs.
+/// <para>In append mode every record is kept; in upsert mode (<see cref="Upsert{TKey}"/>) a record replaces an earlier
+/// one with an equal key, which keeps the latest value per key. Records of one subtask keep their order.</para>
+/// <para>Guarantee: the collector grain stores every batch in checkpoint storage before it acknowledges it and loads
+/// them again when it is activated, so the rows survive the loss of any silo. A sink subtask waits at each checkpoint's
+/// barrier until the collector stored what it sent before it, and at the end of input until it stored everything and
+/// applied it without a gap; when a batch cannot be stored or is missing, the attempt fails (and restarts under the
+/// job's restart strategy, or the job fails): a job never ends Finished with rows missing. When an attempt restarts from
+/// a checkpoint, the collector drops what earlier attempts wrote after it (the new attempt writes it again), and when it
+/// starts from scratch, everything earlier attempts wrote: both modes end exactly once. While a job runs, a reader may
+/// see rows a failed attempt wrote that are dropped later. The rows are also kept in the collector's memory: this sink
+/// is for tests, demos and outputs of up to a few million rows.</para>
 /// </remarks>
 public sealed class CollectSink<T> : ISink<T>
 {
@@ -51,15 +57,16 @@ public sealed class CollectSink<T> : ISink<T>
     {
         ArgumentNullException.ThrowIfNull(context);
         var grains = context.Services.GetRequiredService<IGrainFactory>();
-        return new Writer(grains.GetGrain<ICollectorGrain>(CollectorKey(context.JobId, Name)), context.SubtaskIndex, context.Attempt, BatchSize, _key);
+        return new Writer(Name, grains.GetGrain<ICollectorGrain>(CollectorKey(context.JobId, Name)), context, BatchSize, _key);
     }
 
-    private sealed class Writer(ICollectorGrain collector, int senderIndex, int attempt, int batchSize, Func<T, object?>? key) : ISinkWriter<T>
+    private sealed class Writer(string name, ICollectorGrain collector, SinkContext context, int batchSize, Func<T, object?>? key) : ISinkWriter<T>, ICheckpointedSinkWriter
     {
         private const int MaxInFlight = 2;
-        private readonly Queue<Task> _inFlight = new();
+        private readonly Queue<(long Sequence, Task<long> Append)> _inFlight = new();
         private List<object?> _records = new(batchSize);
         private List<object?>? _keys = key is null ? null : new(batchSize);
+        private long _after = context.RestoredFrom?.CheckpointId ?? 0;
         private long _sequence;
 
         public void Write(T record)
@@ -76,31 +83,88 @@ public sealed class CollectSink<T> : ISink<T>
         {
             while (_inFlight.Count > MaxInFlight)
             {
-                await _inFlight.Dequeue();
+                var (sequence, append) = _inFlight.Dequeue();
+                await AwaitAppendAsync(sequence, append);
             }
         }
 
-        public async ValueTask EndOfInputAsync(CancellationToken cancellationToken)
+        /// <summary>
+        /// Sends what is buffered (an empty batch when the attempt sent nothing yet, so the collector learns of the
+        /// attempt before it can complete a checkpoint), and returns a wait for every batch sent so far to be stored.
+        /// </summary>
+        public Func<CancellationToken, Task> SnapshotBarrier(long checkpointId)
         {
-            if (_records.Count > 0)
+            if (_records.Count > 0 || _sequence == 0)
             {
                 Send();
             }
 
-            while (_inFlight.Count > 0)
-            {
-                await _inFlight.Dequeue();
-            }
+            _after = checkpointId;
+            var pending = _inFlight.ToArray();
+            var sent = _sequence;
+            return _ => AwaitStoredAsync(pending, sent);
+        }
+
+        /// <summary>Sends the last batch (even when empty: its answer says whether every batch before it was applied) and waits for all.</summary>
+        public async ValueTask EndOfInputAsync(CancellationToken cancellationToken)
+        {
+            Send();
+
+            var pending = _inFlight.ToArray();
+            _inFlight.Clear();
+            await AwaitStoredAsync(pending, _sequence);
         }
 
         public ValueTask DisposeAsync() => ValueTask.CompletedTask;
 
         private void Send()
         {
-            var batch = new CollectedBatch { SenderIndex = senderIndex, Attempt = attempt, Sequence = _sequence++, Records = [.. _records], Keys = _keys?.ToArray() };
+            var batch = new CollectedBatch
+            {
+                SenderIndex = context.SubtaskIndex,
+                Attempt = context.Attempt,
+                Sequence = _sequence++,
+                Records = [.. _records],
+                Keys = _keys?.ToArray(),
+                After = _after,
+                RestoredCheckpointId = context.RestoredFrom?.CheckpointId ?? 0,
+                RestoredCheckpointAttempt = context.RestoredFrom?.Attempt ?? 0,
+            };
             _records = new List<object?>(batchSize);
             _keys = key is null ? null : new List<object?>(batchSize);
-            _inFlight.Enqueue(collector.Append(batch));
+            _inFlight.Enqueue((batch.Sequence, collector.Append(batch)));
+        }
+
+        /// <summary>Waits for <paramref name="pending"/> and checks that the collector applied all <paramref name="sent"/> batches, without a gap.</summary>
+        private async Task AwaitStoredAsync((long Sequence, Task<long> Append)[] pending, long sent)
+        {
+            var applied = -1L;
+            foreach (var (sequence, append) in pending)
+            {
+                applied = Math.Max(applied, await AwaitAppendAsync(sequence, append));
+            }
+
+            if (pending.Length > 0 && applied < sent)
+            {
+                throw new InvalidOperationException(
+                    $"Collect sink '{name}' of job {context.JobId}, subtask {context.SubtaskIndex}, attempt {context.Attempt}: the collector holds {applied} of the {sent} batches sent " +
+                    "(it lost some, or a newer attempt replaced this one); the rows are not complete, so the attempt fails.");
+            }
+        }
+
+        private async Task<long> AwaitAppendAsync(long sequence, Task<long> append)
+        {
+            try
+            {
+                return await append;
+            }
+            catch (Exception ex)
+            {
+                throw new InvalidOperationException(
+                    $"Collect sink '{name}' of job {context.JobId}, subtask {context.SubtaskIndex}, attempt {context.Attempt}: the collector did not store batch {sequence} " +
+                    $"({ex.GetType().Name}: {ex.Message}); its rows are not kept, so the attempt fails.",
+                    ex);
+            }
         }
     }
 }

@@ -179,15 +179,24 @@ public interface ISubtaskGrain : IGrainWithStringKey
 }
 
 /// <summary>Holds what a collect sink received, for tests and the demo to read back.</summary>
-/// <remarks>Keyed by <c>{jobId}/{sink name}</c>. In memory only.</remarks>
+/// <remarks>
+/// Keyed by <c>{jobId}/{sink name}</c>. Every batch it accepts is stored in checkpoint storage (under
+/// <c>{jobId}/collected/</c>) before the call returns, and an activation loads them again, so the rows survive the loss
+/// of the collector's silo. When a new attempt starts from a checkpoint, the rows earlier attempts wrote after that
+/// checkpoint are dropped (the new attempt writes them again), which makes the result exactly once.
+/// </remarks>
 public interface ICollectorGrain : IGrainWithStringKey
 {
-    /// <summary>Adds a batch; a batch already received (same sender and sequence) is ignored.</summary>
-    Task Append(CollectedBatch batch);
+    /// <summary>
+    /// Stores and adds a batch; a batch already received (same attempt, sender and sequence) is ignored. Returns how many
+    /// batches of that sender and attempt, from sequence 0 on without a gap, are now applied (or -1 when the batch belongs
+    /// to an older attempt than one already seen).
+    /// </summary>
+    Task<long> Append(CollectedBatch batch);
 
     /// <summary>Reads up to <paramref name="count"/> records starting at <paramref name="offset"/>.</summary>
     Task<CollectedPage> Read(int offset, int count);
 
-    /// <summary>Forgets everything collected.</summary>
+    /// <summary>Forgets everything collected, in storage too.</summary>
     Task Clear();
 }

@@ -98,6 +98,24 @@ public sealed record SubtaskDeployment
 
     /// <summary>The state to restore before starting, when the job starts from a checkpoint or savepoint.</summary>
     [Id(3)] public SubtaskRestore? Restore { get; init; }
+
+    /// <summary>
+    /// The job's own checkpoint the attempt restores from after a failover, with the attempt that took it; null for a
+    /// fresh start or a restore from a savepoint. Set for every subtask, stateful or not: sinks use it to drop what a
+    /// failed attempt wrote after that checkpoint (it is written again).
+    /// </summary>
+    [Id(4)] public RestoredCheckpoint? RestoredFrom { get; init; }
+}
+
+/// <summary>The checkpoint an attempt restored from and the attempt that took it.</summary>
+[GenerateSerializer, Immutable]
+public sealed record RestoredCheckpoint
+{
+    /// <summary>The checkpoint.</summary>
+    [Id(0)] public required long CheckpointId { get; init; }
+
+    /// <summary>The attempt that took it.</summary>
+    [Id(1)] public required int Attempt { get; init; }
 }
 
 /// <summary>What one subtask restores: the state of each of its operators, by Uid.</summary>
@@ -219,6 +237,18 @@ public sealed class CollectedBatch
 
     /// <summary>For upsert sinks: each record's key; a later record replaces an earlier one with an equal key.</summary>
     [Id(3)] public object?[]? Keys { get; init; }
+
+    /// <summary>
+    /// The last checkpoint whose barrier the sender had passed when it wrote these records (the checkpoint its attempt
+    /// restored from, or 0, before the first barrier of the attempt).
+    /// </summary>
+    [Id(5)] public long After { get; init; }
+
+    /// <summary>The checkpoint the sender's attempt restored from after a failover; 0 when it started from scratch.</summary>
+    [Id(6)] public long RestoredCheckpointId { get; init; }
+
+    /// <summary>The attempt that took <see cref="RestoredCheckpointId"/>; 0 when the attempt started from scratch.</summary>
+    [Id(7)] public int RestoredCheckpointAttempt { get; init; }
 }
 
 /// <summary>A page of collected records.</summary>

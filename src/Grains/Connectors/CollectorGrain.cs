@@ -1,100 +1,118 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.Text;
+using Microsoft.Extensions.Logging;
+using Orleans.Serialization;
 using StreamGrains.Runtime;
+using StreamGrains.State.Storage;
 
 namespace StreamGrains.Grains.Connectors;
 
 /// <summary>
-/// Keeps the records of one collect sink in memory. Orleans may deliver a sender's concurrent calls out of order, so
-/// batches are applied per sender in sequence order (later ones wait for earlier ones) and duplicates are dropped:
-/// in upsert mode the last record per key is then the last one the sink wrote. Batches of an attempt older than the
-/// newest one seen are dropped (a stopped attempt's late writes must not overwrite the new attempt's).
+/// Keeps the records of one collect sink: in memory for reading (<see cref="CollectedRows"/> says how batches become
+/// rows), and every batch it accepts in checkpoint storage, written before the call returns. An activation loads the
+/// stored batches again, so the rows survive the loss of the collector's silo, or its re-creation elsewhere when its
+/// directory entry was lost.
 /// </summary>
+/// <remarks>
+/// Each batch is one object, <c>{jobId}/collected/{sink}/{attempt}-{sender}-{sequence}</c>: the name follows from the
+/// batch, so a batch stored twice (a retried call, two activations for a moment) is the same object. Stale batches (of
+/// older attempts) are dropped without being stored. A batch that cannot be stored fails the call, and the sink's
+/// attempt with it; a stored batch that cannot be read fails the activation, so readers and writers see an error, never
+/// fewer rows.
+/// </remarks>
 [GrainType("streamgrains.collector")]
 [CollectionAgeLimit(AlwaysActive = true)]
-internal sealed class CollectorGrain : Grain, ICollectorGrain
+internal sealed class CollectorGrain(ICheckpointStorage storage, Serializer<CollectedBatch> serializer, ILogger<CollectorGrain> logger) : Grain, ICollectorGrain
 {
-    private static readonly object NullKey = new();
-    private readonly List<object?> _records = [];
-    private readonly Dictionary<object, int> _positions = [];
-    private readonly Dictionary<int, SenderState> _senders = [];
-    private int _attempt;
+    private const int ParallelReads = 8;
+    private CollectedRows _rows = new();
 
-    public Task Append(CollectedBatch batch)
+    /// <summary>Where the batches of this collector are stored.</summary>
+    private string Prefix => PrefixOf(this.GetPrimaryKeyString());
+
+    /// <summary>
+    /// The storage prefix of the collector with grain key <c>{jobId}/{sink name}</c>: <c>{jobId}/collected/{sink}</c>,
+    /// the sink's name as it is when it is made of letters, digits, '-', '_' and '.', otherwise as '~' and the hex digits
+    /// of its UTF-8 bytes.
+    /// </summary>
+    public static string PrefixOf(string collectorKey)
     {
-        ArgumentNullException.ThrowIfNull(batch);
-        if (batch.Attempt < _attempt)
+        ArgumentNullException.ThrowIfNull(collectorKey);
+        var slash = collectorKey.IndexOf('/', StringComparison.Ordinal);
+        if (slash <= 0)
         {
-            return Task.CompletedTask;
+            throw new ArgumentException($"'{collectorKey}' is not a collector key ({{jobId}}/{{sink name}}).", nameof(collectorKey));
         }
 
-        if (batch.Attempt > _attempt)
-        {
-            _attempt = batch.Attempt;
-            _senders.Clear();
-        }
-
-        if (!_senders.TryGetValue(batch.SenderIndex, out var sender))
-        {
-            _senders[batch.SenderIndex] = sender = new SenderState();
-        }
-
-        if (batch.Sequence < sender.Expected || !sender.Held.TryAdd(batch.Sequence, batch))
-        {
-            return Task.CompletedTask;
-        }
-
-        while (sender.Held.Remove(sender.Expected, out var next))
-        {
-            Apply(next);
-            sender.Expected++;
-        }
-
-        return Task.CompletedTask;
+        var name = collectorKey[(slash + 1)..];
+        var plain = name.Length > 0 && name is not ("." or "..") && name.All(static c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.');
+        return $"{collectorKey[..slash]}/collected/{(plain ? name : "~" + Convert.ToHexStringLower(Encoding.UTF8.GetBytes(name)))}";
     }
 
-    private void Apply(CollectedBatch batch)
+    /// <summary>The object a batch is stored in.</summary>
+    public static string PathOf(string prefix, CollectedBatch batch) =>
+        string.Create(CultureInfo.InvariantCulture, $"{prefix}/{batch.Attempt:D6}-{batch.SenderIndex:D6}-{batch.Sequence:D12}");
+
+    public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
-        if (batch.Keys is not { } keys)
+        var prefix = Prefix;
+        var paths = new List<string>();
+        await foreach (var stored in storage.ListAsync(prefix, cancellationToken))
         {
-            _records.AddRange(batch.Records);
+            paths.Add(stored.Path);
+        }
+
+        if (paths.Count == 0)
+        {
             return;
         }
 
-        for (var i = 0; i < batch.Records.Length; i++)
+        var batches = new ConcurrentBag<CollectedBatch>();
+        await Task.Run(
+            () => Parallel.ForEachAsync(paths, new ParallelOptions { MaxDegreeOfParallelism = ParallelReads, CancellationToken = cancellationToken }, async (path, token) =>
+            {
+                var bytes = await storage.ReadAsync(path, token)
+                    ?? throw new CheckpointStorageException($"Collected batch '{path}' was listed but cannot be read; the collector's rows would be incomplete.");
+                batches.Add(serializer.Deserialize(bytes) ?? throw new CheckpointStorageException($"Collected batch '{path}' is empty."));
+            }),
+            cancellationToken);
+
+        var rows = new CollectedRows();
+        foreach (var batch in batches.OrderBy(static b => b.Attempt).ThenBy(static b => b.SenderIndex).ThenBy(static b => b.Sequence))
         {
-            var key = keys[i] ?? NullKey;
-            if (_positions.TryGetValue(key, out var position))
+            if (rows.Classify(batch) == BatchDisposition.New)
             {
-                _records[position] = batch.Records[i];
-            }
-            else
-            {
-                _positions[key] = _records.Count;
-                _records.Add(batch.Records[i]);
+                rows.Accept(batch);
             }
         }
+
+        _rows = rows;
+        logger.LogInformation("Collector {Collector}: loaded {Batches} stored batches, {Rows} rows", this.GetPrimaryKeyString(), paths.Count, rows.Count);
     }
 
-    public Task<CollectedPage> Read(int offset, int count)
+    public async Task<long> Append(CollectedBatch batch)
     {
-        ArgumentOutOfRangeException.ThrowIfNegative(offset);
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(count);
-        var take = Math.Max(0, Math.Min(count, _records.Count - offset));
-        var page = take == 0 ? [] : _records.GetRange(offset, take).ToArray();
-        return Task.FromResult(new CollectedPage { Records = page, Total = _records.Count });
+        ArgumentNullException.ThrowIfNull(batch);
+        switch (_rows.Classify(batch))
+        {
+            case BatchDisposition.Stale:
+                return -1;
+            case BatchDisposition.Duplicate:
+                return _rows.AppliedOf(batch.SenderIndex);
+        }
+
+        // Stored before it is applied and acknowledged: an acknowledged batch is never lost with this activation.
+        await storage.WriteAsync(PathOf(Prefix, batch), serializer.SerializeToArray(batch), overwrite: true, CancellationToken.None);
+        return _rows.Classify(batch) == BatchDisposition.New ? _rows.Accept(batch) : _rows.AppliedOf(batch.SenderIndex);
     }
 
-    public Task Clear()
-    {
-        _records.Clear();
-        _positions.Clear();
-        _senders.Clear();
-        return Task.CompletedTask;
-    }
+    public Task<CollectedPage> Read(int offset, int count) =>
+        Task.FromResult(new CollectedPage { Records = _rows.Read(offset, count), Total = _rows.Count });
 
-    private sealed class SenderState
+    public async Task Clear()
     {
-        public long Expected { get; set; }
-
-        public Dictionary<long, CollectedBatch> Held { get; } = [];
+        await storage.DeletePrefixAsync(Prefix, CancellationToken.None);
+        _rows = new CollectedRows();
     }
 }

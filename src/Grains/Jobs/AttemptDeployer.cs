@@ -78,6 +78,7 @@ internal sealed class AttemptDeployer(ISubtaskGateway subtasks, SubtaskRoster ro
                     Subtask = id,
                     Splits = splits.TryGetValue(id.Chain, out var chainSplits) ? chainSplits[id.Index] : [],
                     Restore = RestorePlanner.SubtaskRestoreOf(request.Restore, chain, id.Index, request.OwnsFiles),
+                    RestoredFrom = request.Restore is { } restored && request.OwnsFiles ? new RestoredCheckpoint { CheckpointId = restored.CheckpointId, Attempt = restored.Manifest.Attempt } : null,
                 });
             }
 

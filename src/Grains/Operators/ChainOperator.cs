@@ -147,4 +147,7 @@ internal sealed class FlatMapOperator<TIn, TOut>(string uid, Action<TIn, ICollec
 }
 
 /// <summary>The asynchronous part of an operator's snapshot.</summary>
-internal sealed record PendingSnapshot(string Uid, Func<CancellationToken, Task<OperatorSnapshotResult>> CompleteAsync);
+/// <param name="Uid">The operator.</param>
+/// <param name="CompleteAsync">Stores the snapshot.</param>
+/// <param name="HasState">False when the operator only has to finish work before the acknowledgement (a sink's flush) and puts nothing into the checkpoint.</param>
+internal sealed record PendingSnapshot(string Uid, Func<CancellationToken, Task<OperatorSnapshotResult>> CompleteAsync, bool HasState = true);

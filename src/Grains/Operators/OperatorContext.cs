@@ -34,6 +34,9 @@ internal sealed record OperatorContext
     /// <summary>The state to restore, if any.</summary>
     public SubtaskRestore? Restore { get; init; }
 
+    /// <summary>The job's own checkpoint the attempt restores from after a failover, and the attempt that took it.</summary>
+    public RestoredCheckpoint? RestoredFrom { get; init; }
+
     /// <summary>Receives restore progress.</summary>
     public IProgress<RestoreProgress>? RestoreProgress { get; init; }
 

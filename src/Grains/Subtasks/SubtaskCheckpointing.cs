@@ -151,7 +151,7 @@ internal sealed class SubtaskCheckpointing(
             {
                 CheckpointId = checkpointId,
                 Subtask = subtask,
-                Operators = pending.Zip(results).ToDictionary(static p => p.First.Uid, static p => p.Second.State),
+                Operators = pending.Zip(results).Where(static p => p.First.HasState).ToDictionary(static p => p.First.Uid, static p => p.Second.State),
                 Stats = new SubtaskCheckpointStats
                 {
                     SubtaskIndex = subtask.Index,

@@ -108,6 +108,7 @@ internal sealed class SubtaskRunner : IAsyncDisposable
             LocalCheckpointRoot = _directories.LocalCheckpointRoot,
             Storage = _services.Storage,
             Restore = _deployment.Restore,
+            RestoredFrom = _deployment.RestoredFrom,
             RestoreProgress = new Progress(this),
             Stopping = token,
             Services = _services.Services,
