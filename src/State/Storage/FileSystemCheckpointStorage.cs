@@ -14,7 +14,7 @@ namespace StreamGrains.State.Storage;
 /// copy and costs no bytes), falling back to a real copy across devices, on Windows, or when linking fails.</para>
 /// <para>Checksums of listed objects are null: computing them would read every byte.</para>
 /// </remarks>
-public sealed class FileSystemCheckpointStorage : ICheckpointStorage, ILinkingCheckpointStorage
+public sealed partial class FileSystemCheckpointStorage : ICheckpointStorage, ILinkingCheckpointStorage
 {
     private const int CopyBufferSize = 1 << 20;
     private const string TemporaryPrefix = ".tmp-";
