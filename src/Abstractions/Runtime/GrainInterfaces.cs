@@ -58,6 +58,13 @@ public interface IJobGrain : IGrainWithStringKey
     [OneWay]
     Task OnSavepointCompleted(int attempt, Snapshots.SavepointStatus savepoint);
 
+    /// <summary>
+    /// The coordinator started <paramref name="savepoint"/> in <paramref name="attempt"/>, after which the job stops or is
+    /// cancelled: if the coordinator is lost before it ends, the job grain aborts it (subtasks resume, its directory is
+    /// deleted, it reports failed).
+    /// </summary>
+    Task OnSavepointStarted(int attempt, Snapshots.SavepointStatus savepoint);
+
     /// <summary>Cancels the job keeping its retained checkpoints whatever its settings (an upgrade falling back to its latest checkpoint).</summary>
     Task<JobStatus?> CancelKeepingCheckpoints();
 }
@@ -118,6 +125,13 @@ public interface ICheckpointCoordinatorGrain : IGrainWithStringKey
 
     /// <summary>The latest savepoint of this activation, if any.</summary>
     Task<Snapshots.SavepointStatus?> GetLatestSavepoint();
+
+    /// <summary>
+    /// The attempt this activation runs checkpoints for, and the epoch it was started with; attempt 0 when it runs none
+    /// (a new activation after its silo was lost, or one that stopped). The job grain asks it periodically and starts the
+    /// coordinator again when it does not run the job's attempt.
+    /// </summary>
+    Task<(int Attempt, long Epoch)> GetAttempt();
 }
 
 /// <summary>One subtask: one parallel instance of a chain of operators.</summary>

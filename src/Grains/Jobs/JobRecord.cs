@@ -34,6 +34,12 @@ internal sealed class JobRecord
     /// <summary>The savepoint the job was stopped with (stop-with-savepoint).</summary>
     [Id(10)] public string? FinalSavepoint { get; set; }
 
+    /// <summary>
+    /// Raised each time the job grain starts the checkpoint coordinator (each attempt, and each restart of a lost
+    /// coordinator); a coordinator started with an older epoch stops deleting files (<see cref="Checkpointing.EpochFence"/>).
+    /// </summary>
+    [Id(11)] public long Epoch { get; set; }
+
     public static string PlacementKey(SubtaskId subtask) => $"{subtask.Chain}/{subtask.Index}";
 
     public static string PathOf(string jobId) => SnapshotLayout.JobRecordPath(jobId);
