@@ -108,6 +108,8 @@ internal sealed class RecordingCoordinator : ICheckpointCoordinatorGrain
     public Task<SavepointStatus> WaitForSavepoint(long checkpointId, TimeSpan maxWait) => throw new NotSupportedException();
 
     public Task<SavepointStatus?> GetLatestSavepoint() => throw new NotSupportedException();
+
+    public Task<(int Attempt, long Epoch)> GetAttempt() => throw new NotSupportedException();
 }
 
 /// <summary>Filesystem checkpoint storage in a directory of its own under the temp path, deleted on dispose.</summary>
