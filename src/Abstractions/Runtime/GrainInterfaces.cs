@@ -9,7 +9,7 @@ public interface IJobGrain : IGrainWithStringKey
     /// <summary>Validates and starts the job; returns the problems when it is invalid (then nothing runs).</summary>
     Task<SubmitResult> Submit(JobSpec spec);
 
-    /// <summary>The job's status, or null when no job with this id was submitted.</summary>
+    /// <summary>The job's status, or null when no job with this id was submitted; <see cref="InvalidOperationException"/> while its record cannot be read (whether it exists is unknown).</summary>
     /// <param name="refreshSubtasks">Whether to collect fresh counters from every subtask first.</param>
     Task<JobStatus?> GetStatus(bool refreshSubtasks);
 

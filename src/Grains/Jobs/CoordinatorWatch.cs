@@ -32,7 +32,11 @@ internal sealed class CoordinatorWatch(ICheckpointCoordinatorGrain coordinator, 
     }
 
     /// <summary>The coordinator started a stop-with-savepoint in <paramref name="attempt"/>.</summary>
-    public void SavepointStarted(int attempt, SavepointStatus savepoint) => _savepoint = (attempt, savepoint);
+    public Task SavepointStarted(int attempt, SavepointStatus savepoint)
+    {
+        _savepoint = (attempt, savepoint);
+        return Task.CompletedTask;
+    }
 
     /// <summary>A savepoint ended (completed or failed) where its coordinator could report it: nothing to abort.</summary>
     public void SavepointEnded(SavepointStatus status)

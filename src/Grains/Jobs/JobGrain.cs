@@ -74,6 +74,8 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
 
     private JobState State => _record?.State ?? JobState.Deploying;
 
+    private string UnknownRecord => $"Whether a job with id '{Id}' exists is unknown: its record could not be read from checkpoint storage {_storage.Location} (reading again). Try again when the storage is reachable.";
+
     public override Task OnActivateAsync(CancellationToken cancellationToken) => LoadRecordAsync(cancellationToken);
 
     /// <summary>Reads the record; when storage fails, reads again later (back-off) and meanwhile treats the job as unknown, not ended.</summary>
@@ -126,7 +128,7 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
 
         if (_recordUnknown)
         {
-            return Rejected($"Whether a job with id '{id}' exists is unknown: its record could not be read from checkpoint storage {_storage.Location}. Try again when the storage is reachable.");
+            return Rejected(UnknownRecord);
         }
 
         if (_record is not null)
@@ -165,6 +167,11 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
 
     public async Task<JobStatus?> GetStatus(bool refreshSubtasks)
     {
+        if (_record is null && _recordUnknown)
+        {
+            throw new InvalidOperationException(UnknownRecord);
+        }
+
         if (_record is null)
         {
             return null;
@@ -181,6 +188,11 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
 
     public async Task<JobStatus?> WaitForChange(long knownVersion, TimeSpan maxWait)
     {
+        if (_record is null && _recordUnknown)
+        {
+            throw new InvalidOperationException(UnknownRecord);
+        }
+
         if (_record is null)
         {
             return null;
@@ -257,15 +269,8 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
 
     public Task<SavepointStatus> WaitForSavepoint(long checkpointId, TimeSpan maxWait) => _watch.WaitForSavepointAsync(_record?.Attempt ?? 0, checkpointId, maxWait);
 
-    public Task OnSavepointStarted(int attempt, SavepointStatus savepoint)
-    {
-        if (_record is { } record && attempt == record.Attempt && State == JobState.Running)
-        {
-            _watch.SavepointStarted(attempt, savepoint);
-        }
-
-        return Task.CompletedTask;
-    }
+    public Task OnSavepointStarted(int attempt, SavepointStatus savepoint) =>
+        _record is { } record && attempt == record.Attempt && State == JobState.Running ? _watch.SavepointStarted(attempt, savepoint) : Task.CompletedTask;
 
     public async Task OnSavepointCompleted(int attempt, SavepointStatus savepoint)
     {

@@ -1,3 +1,4 @@
+using Orleans.TestingHost;
 using StreamGrains.Runtime;
 using StreamGrains.Testing;
 
@@ -13,6 +14,16 @@ internal static class GrainPlacementProbe
 {
     /// <summary>The silos in the order the placement planner uses.</summary>
     public static SiloAddress[] OrderedSilos(StreamGrainsCluster cluster) => [.. cluster.Orleans.Silos.Select(static s => s.SiloAddress).OrderBy(static s => s)];
+
+    /// <summary>
+    /// A silo that runs no subtask of a job with two chains at parallelism 1 (those go to the first two silos in placement
+    /// order) and is not the primary silo (which holds the test cluster's membership and is not killed); needs four silos.
+    /// </summary>
+    public static InProcessSiloHandle SiloWithoutSubtasks(StreamGrainsCluster cluster)
+    {
+        var free = OrderedSilos(cluster)[2..];
+        return cluster.Orleans.Silos.First(s => free.Contains(s.SiloAddress) && s != cluster.Orleans.Silos[0]);
+    }
 
     /// <summary>A job id (with <paramref name="prefix"/>) whose job grain and coordinator are on silos <paramref name="accept"/> takes.</summary>
     public static async Task<JobId> FindJobIdAsync(StreamGrainsCluster cluster, string prefix, Func<SiloAddress?, SiloAddress?, bool> accept)

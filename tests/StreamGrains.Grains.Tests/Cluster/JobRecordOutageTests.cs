@@ -27,14 +27,13 @@ public sealed class JobRecordOutageTests
         var outage = new RecordOutage();
         await using var cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions
         {
-            Silos = 3,
+            Silos = 4,
             ConfigureServices = services => services.AddSingleton<ICheckpointStorage>(sp => new RecordOutageStorage(
                 new FileSystemCheckpointStorage(sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<StreamGrainsOptions>>().Value.CheckpointStorage.Path),
                 outage)),
         });
-        var alone = GrainPlacementProbe.OrderedSilos(cluster)[2];
-        var victim = cluster.Orleans.Silos.Single(s => s.SiloAddress == alone);
-        Assert.NotEqual(cluster.Orleans.Silos[0], victim);
+        var victim = GrainPlacementProbe.SiloWithoutSubtasks(cluster);
+        var alone = victim.SiloAddress;
         var jobId = await GrainPlacementProbe.FindJobIdAsync(cluster, "job-alone", (job, coordinator) => job == alone && coordinator is not null && coordinator != alone);
         var parameters = JobParameters.Empty.With("events", Events).With("keys", Keys).With("seed", Seed).With("rate", 50_000).With("name", name);
         var spec = CheckpointTests.Checkpointed(new JobSpec { JobType = typeof(ResilientCountJob).FullName!, Parameters = parameters, Parallelism = 1 }) with { JobId = jobId };
@@ -49,15 +48,31 @@ public sealed class JobRecordOutageTests
 
         // The submit activates the job grain (if no heartbeat did yet); its read of the record fails.
         var resubmit = await cluster.Orleans.Client.GetGrain<IJobGrain>(jobId.Value).Submit(spec);
+        var unknown = await Assert.ThrowsAsync<InvalidOperationException>(() => cluster.Orleans.Client.GetGrain<IJobGrain>(jobId.Value).GetStatus(refreshSubtasks: false));
         outage.Active = false;
+        await GrainPlacementProbe.PollAsync(() => KnownStatusAsync(cluster, jobId), static s => s is not null, Timeout, "the job grain reading its record again");
         var recovered = await client.WaitForAsync(jobId, static s => s.Attempt > 1 && s.State == JobState.Running, Timeout);
         var final = await client.WaitForCompletionAsync(jobId, Timeout);
 
         Assert.Contains(resubmit.Errors, static e => e.Contains("could not be read", StringComparison.Ordinal));
+        Assert.Contains("is unknown", unknown.Message, StringComparison.Ordinal);
         Assert.True(outage.FailedReads >= 1);
         Assert.Equal(JobState.Running, recovered.State);
         Assert.Equal(JobState.Finished, final.State);
         CheckpointTests.AssertExactCounts(ClickCounts.ExpectedCounts(Seed, Keys, Events), ResultStore.Counts(name));
+    }
+
+    /// <summary>The job's status, or null while its job grain does not know whether the job exists.</summary>
+    private static async Task<JobStatus?> KnownStatusAsync(StreamGrainsCluster cluster, JobId jobId)
+    {
+        try
+        {
+            return await cluster.Orleans.Client.GetGrain<IJobGrain>(jobId.Value).GetStatus(refreshSubtasks: false);
+        }
+        catch (InvalidOperationException)
+        {
+            return null;
+        }
     }
 
     /// <summary>Whether reads of job records fail now, and how many did.</summary>
