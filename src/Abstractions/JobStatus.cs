@@ -231,6 +231,8 @@ public sealed record JobStatus
     /// finished reports exactly its input, however often it failed over.
     /// </summary>
     public long SourceRecords => SourceRecordsBefore + Subtasks.Where(static s => s.IsSource).Sum(static s => s.RecordsIn);
+
+    /// <summary>
     /// Planned moves so far: attempts that ended because a silo they ran on stopped gracefully and were continued by a new
     /// attempt from a checkpoint taken for it. They are not failures and do not count in <see cref="Restarts"/>.
     /// </summary>

@@ -9,7 +9,7 @@ public interface IJobGrain : IGrainWithStringKey
     /// <summary>Validates and starts the job; returns the problems when it is invalid (then nothing runs).</summary>
     Task<SubmitResult> Submit(JobSpec spec);
 
-    /// <summary>The job's status, or null when no job with this id was submitted.</summary>
+    /// <summary>The job's status, or null when no job with this id was submitted; <see cref="InvalidOperationException"/> while its record cannot be read (whether it exists is unknown).</summary>
     /// <param name="refreshSubtasks">Whether to collect fresh counters from every subtask first.</param>
     Task<JobStatus?> GetStatus(bool refreshSubtasks);
 
@@ -57,6 +57,13 @@ public interface IJobGrain : IGrainWithStringKey
     /// <summary>The coordinator completed a savepoint after which the job stops or is cancelled.</summary>
     [OneWay]
     Task OnSavepointCompleted(int attempt, Snapshots.SavepointStatus savepoint);
+
+    /// <summary>
+    /// The coordinator started <paramref name="savepoint"/> in <paramref name="attempt"/>, after which the job stops or is
+    /// cancelled: if the coordinator is lost before it ends, the job grain aborts it (subtasks resume, its directory is
+    /// deleted, it reports failed).
+    /// </summary>
+    Task OnSavepointStarted(int attempt, Snapshots.SavepointStatus savepoint);
 
     /// <summary>Cancels the job keeping its retained checkpoints whatever its settings (an upgrade falling back to its latest checkpoint).</summary>
     Task<JobStatus?> CancelKeepingCheckpoints();
@@ -134,6 +141,13 @@ public interface ICheckpointCoordinatorGrain : IGrainWithStringKey
     /// </summary>
     /// <exception cref="InvalidOperationException">The attempt does not run checkpoints, or a savepoint is being taken.</exception>
     Task<Snapshots.CheckpointStats> TriggerStopCheckpoint(int attempt, TimeSpan maxWait);
+
+    /// <summary>
+    /// The attempt this activation runs checkpoints for, and the epoch it was started with; attempt 0 when it runs none
+    /// (a new activation after its silo was lost, or one that stopped). The job grain asks it periodically and starts the
+    /// coordinator again when it does not run the job's attempt.
+    /// </summary>
+    Task<(int Attempt, long Epoch)> GetAttempt();
 }
 
 /// <summary>One subtask: one parallel instance of a chain of operators.</summary>

@@ -169,6 +169,18 @@ public sealed record CoordinatorStart
 
     /// <summary>The checkpoint the attempt restored from, if any; new checkpoint ids are greater.</summary>
     [Id(4)] public long? RestoredCheckpointId { get; init; }
+
+    /// <summary>
+    /// The job record's epoch this start was written under. The coordinator deletes shared files only while the record's
+    /// epoch is not newer (a newer one means another coordinator was started since: this one stops).
+    /// </summary>
+    [Id(5)] public long Epoch { get; init; }
+
+    /// <summary>
+    /// Whether the attempt was already running checkpoints under a coordinator that was lost: checkpoint ids continue
+    /// above every id that coordinator may have used, since subtasks ignore a barrier they have already aligned.
+    /// </summary>
+    [Id(6)] public bool Resumed { get; init; }
 }
 
 /// <summary>A checkpoint that can be restored: its id and manifest.</summary>

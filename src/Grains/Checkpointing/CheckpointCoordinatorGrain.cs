@@ -13,20 +13,22 @@ namespace StreamGrains.Grains.Checkpointing;
 /// subtask's acknowledgement, writes the manifest (last, atomically), then tells the subtasks the checkpoint completed;
 /// aborts on timeout or decline and cleans up. The work is done by small parts: <see cref="PendingCheckpoint"/>,
 /// <see cref="CompletedCheckpointStore"/>, <see cref="CheckpointCleaner"/>, <see cref="CheckpointFailureManager"/>,
-/// <see cref="CheckpointStatsTracker"/>.
+/// <see cref="CheckpointStatsTracker"/>, <see cref="EpochFence"/> (deletions stop when a newer coordinator was started),
+/// <see cref="CheckpointIdReservation"/> (ids continue above the ones a lost coordinator used).
 /// </summary>
 /// <remarks>
 /// At most one checkpoint is pending. Reentrant so that acknowledgements arrive while a trigger or a manifest write is
 /// awaited; after every await the code checks that the checkpoint it works on is still the pending one. State that
 /// matters beyond an activation lives in storage (the manifests), so a coordinator that lost its silo is rebuilt from
-/// there by the next <see cref="Start"/>. Placed on the silo of its first caller (the job grain, which deploys each attempt),
-/// so that it leaves with the job grain when that silo stops gracefully (<see cref="Jobs.PlannedMove"/>).
+/// there by the next <see cref="Start"/>: the job grain asks <see cref="GetAttempt"/> periodically and starts it again.
+/// Placed on the silo of its first caller (the job grain, which deploys each attempt), so that it leaves with the job
+/// grain when that silo stops gracefully (<see cref="Jobs.PlannedMove"/>).
 /// </remarks>
 [GrainType("streamgrains.coordinator")]
 [Orleans.Placement.PreferLocalPlacement]
 [Reentrant]
 [CollectionAgeLimit(AlwaysActive = true)]
-internal sealed class CheckpointCoordinatorGrain(ICheckpointStorage storage, TimeProvider time, ILogger<CheckpointCoordinatorGrain> logger)
+internal sealed class CheckpointCoordinatorGrain(ICheckpointStorage storage, Orleans.Serialization.Serializer serializer, TimeProvider time, ILogger<CheckpointCoordinatorGrain> logger)
     : Grain, ICheckpointCoordinatorGrain
 {
     private readonly CheckpointStatsTracker _stats = new();
@@ -42,10 +44,14 @@ internal sealed class CheckpointCoordinatorGrain(ICheckpointStorage storage, Tim
     private bool _sourcesFinished;
     private DateTimeOffset _lastCompletedAt = DateTimeOffset.MinValue;
     private SavepointRun? _savepoint;
+    private EpochFence? _fence;
+    private CheckpointIdReservation? _ids;
 
     private string JobId => this.GetPrimaryKeyString();
 
     private CheckpointCleaner Cleaner => _cleaner ??= new CheckpointCleaner(storage, logger);
+
+    private CheckpointIdReservation Ids => _ids ??= new CheckpointIdReservation(storage, JobId, logger);
 
     public async Task Start(CoordinatorStart start)
     {
@@ -62,13 +68,22 @@ internal sealed class CheckpointCoordinatorGrain(ICheckpointStorage storage, Tim
         _plan = JobDefinitions.Plan(start.Spec);
         _failures = new CheckpointFailureManager(start.Spec.Checkpointing.TolerableFailures);
         _sourcesFinished = false;
+        _fence = new EpochFence(storage, serializer, logger, JobId, start.Epoch);
         var store = await LoadStoreAsync();
         _nextId = Math.Max(_nextId, Math.Max(store.Latest?.CheckpointId ?? 0, start.RestoredCheckpointId ?? 0) + 1);
+        if (start.Resumed)
+        {
+            _nextId = Math.Max(_nextId, await LoadReservedIdsAsync());
+            logger.LogWarning("Job {Job}: checkpoint coordinator started again for attempt {Attempt} (epoch {Epoch}) after it was lost; checkpoints continue at id {Next}", JobId, start.Attempt, start.Epoch, _nextId);
+        }
+
         if (start.Spec.Checkpointing.Interval is { } interval && _attempt == start.Attempt)
         {
             _timer = this.RegisterGrainTimer(OnTimerAsync, new GrainTimerCreationOptions { DueTime = interval, Period = interval, Interleave = true });
         }
     }
+
+    public Task<(int Attempt, long Epoch)> GetAttempt() => Task.FromResult((_start?.Attempt ?? 0, _fence?.Epoch ?? 0));
 
     public Task Stop(int attempt)
     {
@@ -178,6 +193,7 @@ internal sealed class CheckpointCoordinatorGrain(ICheckpointStorage storage, Tim
         }
 
         await Cleaner.DeletePrefixAsync(SnapshotLayout.SharedDirectory(JobId));
+        await Cleaner.DeleteFilesAsync([CheckpointIdReservation.PathOf(JobId)]);
     }
 
     public async Task<SavepointStatus> TriggerSavepoint(int attempt, SavepointRequest request, TimeSpan maxWait)
@@ -220,6 +236,12 @@ internal sealed class CheckpointCoordinatorGrain(ICheckpointStorage storage, Tim
 
         var run = new SavepointRun(id, attempt, request, directory, time.GetUtcNow());
         _savepoint = run;
+        if (request.Then != SavepointThen.KeepRunning)
+        {
+            // The job grain aborts the savepoint if this coordinator is lost before it ends (subtasks would stay stopped).
+            await GrainFactory.GetGrain<IJobGrain>(JobId).OnSavepointStarted(attempt, run.Status);
+        }
+
         _ = RunSavepointAsync(run);
         return await WaitAsync(run, maxWait);
     }
@@ -372,6 +394,7 @@ internal sealed class CheckpointCoordinatorGrain(ICheckpointStorage storage, Tim
         _pending = pending;
         _stats.Report(pending.Stats(CheckpointOutcome.InProgress, time.GetUtcNow()));
         _ = TimeoutAsync(pending, start.Spec.Checkpointing.Timeout);
+        await Ids.ReserveAsync(pending.CheckpointId);
         bool[] accepted;
         try
         {
@@ -453,6 +476,11 @@ internal sealed class CheckpointCoordinatorGrain(ICheckpointStorage storage, Tim
         var (subsumed, unreferenced) = store.Add(new CompletedCheckpoint { CheckpointId = pending.CheckpointId, ManifestPath = path, Manifest = manifest }, start.Spec.Checkpointing.Retained);
         foreach (var old in subsumed)
         {
+            if (!await MayDeleteAsync())
+            {
+                return;
+            }
+
             await Cleaner.DeleteCheckpointAsync(JobId, old, unreferenced);
         }
     }
@@ -491,10 +519,51 @@ internal sealed class CheckpointCoordinatorGrain(ICheckpointStorage storage, Tim
             }
         }
 
-        _ = Cleaner.DeleteAbortedAsync(JobId, pending.CheckpointId);
+        _ = DeleteAbortedAsync(pending.CheckpointId);
         if (_failures?.OnFailure(reason) == true && _start is not null)
         {
             _ = GrainFactory.GetGrain<IJobGrain>(JobId).OnCheckpointFailuresExceeded(pending.Attempt, $"{_failures.ConsecutiveFailures} consecutive checkpoints failed; the last: {message}");
+        }
+    }
+
+    /// <summary>Deletes the directory of an aborted checkpoint, if the epoch fence allows.</summary>
+    private async Task DeleteAbortedAsync(long checkpointId)
+    {
+        if (await MayDeleteAsync())
+        {
+            await Cleaner.DeleteAbortedAsync(JobId, checkpointId);
+        }
+    }
+
+    /// <summary>Asks the <see cref="EpochFence"/>; when it finds this coordinator stale, stops checkpointing (another coordinator runs the job's checkpoints).</summary>
+    private async Task<bool> MayDeleteAsync()
+    {
+        if (_fence is not { } fence || await fence.AllowsDeletionAsync())
+        {
+            return true;
+        }
+
+        if (fence.IsStale && _start is not null)
+        {
+            StopTimer();
+            _start = null;
+            Abort(_pending, CheckpointFailureReason.AttemptEnded, $"a newer coordinator was started (epoch above {fence.Epoch})");
+        }
+
+        return false;
+    }
+
+    /// <summary>The bound below which a lost coordinator may have used ids; when storage cannot tell, a block above the current id.</summary>
+    private async Task<long> LoadReservedIdsAsync()
+    {
+        try
+        {
+            return await Ids.LoadAsync();
+        }
+        catch (Exception ex) when (ex is CheckpointStorageException or FormatException)
+        {
+            logger.LogWarning(ex, "Job {Job}: the reserved checkpoint ids could not be read; skipping {Block} ids", JobId, CheckpointIdReservation.Block);
+            return _nextId + CheckpointIdReservation.Block;
         }
     }
 

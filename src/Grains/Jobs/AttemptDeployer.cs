@@ -43,6 +43,9 @@ internal sealed record AttemptRequest
 
     /// <summary>The silo of each subtask of the last deployment, by <see cref="JobRecord.PlacementKey"/>; updated with where the subtasks now run.</summary>
     public required Dictionary<string, string> Placement { get; init; }
+
+    /// <summary>The job record's epoch the coordinator is started with (<see cref="CoordinatorStart.Epoch"/>).</summary>
+    public long Epoch { get; init; }
 }
 
 /// <summary>
@@ -53,6 +56,9 @@ internal sealed record AttemptRequest
 /// </summary>
 internal sealed class AttemptDeployer(ISubtaskGateway subtasks, SubtaskRoster roster, ICheckpointCoordinatorGrain coordinator, ILogger logger)
 {
+    /// <summary>What the coordinator was last started with (the job grain starts it again from this if it is lost).</summary>
+    public CoordinatorStart? LastCoordinatorStart { get; private set; }
+
     /// <summary>Deploys and starts the attempt of <paramref name="request"/>; the roster then holds its subtasks.</summary>
     public async Task<(DeployOutcome Outcome, JobFailure? Failure)> DeployAsync(AttemptRequest request, Func<bool> isCurrent)
     {
@@ -110,14 +116,16 @@ internal sealed class AttemptDeployer(ISubtaskGateway subtasks, SubtaskRoster ro
             // The coordinator runs before the job reports Running, so a client that saw Running can trigger a checkpoint.
             if (spec.Checkpointing.Enabled)
             {
-                await coordinator.Start(new CoordinatorStart
+                LastCoordinatorStart = new CoordinatorStart
                 {
                     Spec = spec,
                     Attempt = attempt,
                     Subtasks = ids,
                     Sources = ids.Where(id => plan.Chains[id.Chain].IsSource).ToArray(),
                     RestoredCheckpointId = request.Restore is not null && request.OwnsFiles ? request.Restore.CheckpointId : null,
-                });
+                    Epoch = request.Epoch,
+                };
+                await coordinator.Start(LastCoordinatorStart);
                 if (!isCurrent())
                 {
                     await coordinator.StopQuietlyAsync(attempt, logger, request.JobId);

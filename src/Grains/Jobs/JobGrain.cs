@@ -13,6 +13,7 @@ namespace StreamGrains.Grains.Jobs;
 /// a savepoint, failure). The work is done by small parts: <see cref="RestorePlanner"/> and
 /// <see cref="RestorePointReader"/> (what each subtask starts from), <see cref="AttemptDeployer"/> (deploy, restore gate,
 /// start), <see cref="FailoverHandler"/> (restart strategy and fallback to older checkpoints), <see cref="SiloWatchdog"/>,
+/// <see cref="CoordinatorWatch"/> (starts a lost coordinator again, aborts its savepoint in flight),
 /// <see cref="SubtaskRoster"/> (the subtasks' status), <see cref="JobRecordStore"/>, and the
 /// <see cref="CheckpointCleaner"/> for every deletion of checkpoint files.
 /// </summary>
@@ -20,7 +21,9 @@ namespace StreamGrains.Grains.Jobs;
 /// <para>Reentrant: subtasks report to it while it awaits deploys, and clients long-poll <see cref="WaitForChange"/>.
 /// After every await the code checks that the job is still in the attempt and state it expected.</para>
 /// <para>Its record (spec, attempt, state) is kept in checkpoint storage. A job grain activated again after its silo
-/// was lost (subtask heartbeats bring it back) reads the record and, if the job was running, fails over.</para>
+/// was lost (subtask heartbeats bring it back) reads the record and, if the job was running, fails over. While the record
+/// cannot be read, it reads again with back-off, leaves the subtasks alone and refuses a submit under the same id. Record
+/// writes are conditional (<see cref="JobRecordStore"/>), so an older activation cannot overwrite a newer one's.</para>
 /// </remarks>
 [GrainType("streamgrains.job")]
 [Reentrant]
@@ -37,6 +40,9 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
     private readonly GrainSubtaskGateway _gateway;
     private readonly FailoverHandler _failover;
     private readonly PlannedMove _moves;
+    private readonly CoordinatorWatch _watch;
+    private bool _recordUnknown;
+    private int _readFailures;
     private JobRecord? _record;
     private JobPlan? _plan;
     private long _version;
@@ -57,6 +63,7 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
         _subtasks = new SubtaskRoster(_gateway);
         _failover = new FailoverHandler(this, new CheckpointCleaner(storage, logger), restorePoints, storage, time, logger);
         _moves = new PlannedMove(this, _failover, _subtasks, () => Coordinator, logger);
+        _watch = new CoordinatorWatch(grains.GetGrain<ICheckpointCoordinatorGrain>(Id.Value), grains, new CheckpointCleaner(storage, logger), time, logger, Id);
     }
 
     public JobId Id => new(this.GetPrimaryKeyString());
@@ -69,15 +76,24 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
 
     private JobState State => _record?.State ?? JobState.Deploying;
 
-    public override async Task OnActivateAsync(CancellationToken cancellationToken)
+    private string UnknownRecord => $"Whether a job with id '{Id}' exists is unknown: its record could not be read from checkpoint storage {_storage.Location} (reading again). Try again when the storage is reachable.";
+
+    public override Task OnActivateAsync(CancellationToken cancellationToken) => LoadRecordAsync(cancellationToken);
+
+    /// <summary>Reads the record; when storage fails, reads again later (back-off) and meanwhile treats the job as unknown, not ended.</summary>
+    private async Task LoadRecordAsync(CancellationToken cancellationToken)
     {
         try
         {
             _record = await _records.ReadAsync(Id, cancellationToken);
+            _recordUnknown = false;
         }
         catch (CheckpointStorageException ex)
         {
-            _logger.LogWarning(ex, "Job {Job}: its record could not be read from checkpoint storage", Id);
+            _recordUnknown = true;
+            var delay = JobRecordStore.RetryDelay(++_readFailures);
+            _logger.LogWarning(ex, "Job {Job}: its record could not be read from checkpoint storage; reading again in {Delay}, its subtasks are left alone meanwhile", Id, delay);
+            this.RegisterGrainTimer(() => LoadRecordAsync(CancellationToken.None), new GrainTimerCreationOptions { DueTime = delay, Period = Timeout.InfiniteTimeSpan, Interleave = true });
             return;
         }
 
@@ -110,6 +126,11 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
         if (spec.JobId is { } requested && requested != id)
         {
             return Rejected($"The spec names job '{requested}' but was sent to job '{id}'.");
+        }
+
+        if (_recordUnknown)
+        {
+            return Rejected(UnknownRecord);
         }
 
         if (_record is not null)
@@ -148,6 +169,11 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
 
     public async Task<JobStatus?> GetStatus(bool refreshSubtasks)
     {
+        if (_record is null && _recordUnknown)
+        {
+            throw new InvalidOperationException(UnknownRecord);
+        }
+
         if (_record is null)
         {
             return null;
@@ -158,26 +184,17 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
             await _subtasks.RefreshAsync(_record.Attempt);
         }
 
-        (CheckpointStats? Latest, IReadOnlyList<CheckpointStats> Recent) checkpoints = (null, []);
-        SavepointStatus? savepoint = null;
-        if (_record.Spec.Checkpointing.Enabled)
-        {
-            try
-            {
-                checkpoints = await Coordinator.GetStats().WaitAsync(GrainSubtaskGateway.CallTimeout);
-                savepoint = await Coordinator.GetLatestSavepoint().WaitAsync(GrainSubtaskGateway.CallTimeout);
-            }
-            catch (Exception ex) when (ex is not OperationCanceledException)
-            {
-                _logger.LogDebug(ex, "Checkpoint statistics of job {Job} unavailable", Id);
-            }
-        }
-
-        return Snapshot() with { LatestCheckpoint = checkpoints.Latest, RecentCheckpoints = checkpoints.Recent, LatestSavepoint = savepoint };
+        var (latest, recent, savepoint) = _record.Spec.Checkpointing.Enabled ? await _watch.GetStatsAsync() : (null, [], null);
+        return Snapshot() with { LatestCheckpoint = latest, RecentCheckpoints = recent, LatestSavepoint = savepoint };
     }
 
     public async Task<JobStatus?> WaitForChange(long knownVersion, TimeSpan maxWait)
     {
+        if (_record is null && _recordUnknown)
+        {
+            throw new InvalidOperationException(UnknownRecord);
+        }
+
         if (_record is null)
         {
             return null;
@@ -210,6 +227,12 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
 
     public Task Heartbeat(SubtaskId subtask)
     {
+        if (_recordUnknown)
+        {
+            // The record could not be read (yet): the job may well be running; nothing is stopped on a guess.
+            return Task.CompletedTask;
+        }
+
         if (_record is null || subtask.Attempt < _record.Attempt || State.IsTerminal())
         {
             // A subtask of an older attempt (or of a job that ended) whose stop did not reach it: stop it now.
@@ -245,14 +268,18 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
             throw new InvalidOperationException($"Job {Id} cannot take a savepoint: it is {(_record is null ? "unknown" : State)}{(_record?.Spec.Checkpointing.Enabled == false ? " and has checkpointing disabled (savepoints need checkpoint storage and the coordinator)" : string.Empty)}.");
         }
 
-        return await Coordinator.TriggerSavepoint(_record.Attempt, request, maxWait);
+        return await _watch.TriggerSavepointAsync(_record.Attempt, request, maxWait);
     }
 
-    public Task<SavepointStatus> WaitForSavepoint(long checkpointId, TimeSpan maxWait) => Coordinator.WaitForSavepoint(checkpointId, maxWait);
+    public Task<SavepointStatus> WaitForSavepoint(long checkpointId, TimeSpan maxWait) => _watch.WaitForSavepointAsync(_record?.Attempt ?? 0, checkpointId, maxWait);
+
+    public Task OnSavepointStarted(int attempt, SavepointStatus savepoint) =>
+        _record is { } record && attempt == record.Attempt && State == JobState.Running ? _watch.SavepointStarted(attempt, savepoint) : Task.CompletedTask;
 
     public async Task OnSavepointCompleted(int attempt, SavepointStatus savepoint)
     {
         ArgumentNullException.ThrowIfNull(savepoint);
+        _watch.SavepointEnded(savepoint);
         if (_record is not { } record || attempt != record.Attempt || State != JobState.Running)
         {
             return;
@@ -276,6 +303,7 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
     public async Task StopCheckpointingAsync(int attempt)
     {
         StopWatchdog();
+        await _watch.AbortSavepointAsync(attempt, $"attempt {attempt} ended before it completed");
         if (_record!.Spec.Checkpointing.Enabled)
         {
             await Coordinator.StopQuietlyAsync(attempt, _logger, Id);
@@ -323,7 +351,7 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
             await _subtasks.ReleaseAsync(_record.Attempt, StopReason.JobEnded);
             if (!keepCheckpoints)
             {
-                await DeleteCheckpointsUnlessRetainedAsync();
+                await _watch.DeleteCheckpointsUnlessRetainedAsync(_record!.Spec);
             }
 
             SetState(JobState.Canceled);
@@ -341,7 +369,7 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
         if (State == JobState.Running && _record!.Attempt == attempt)
         {
             _logger.LogInformation("Job {Job} {How}", Id, how);
-            await DeleteCheckpointsUnlessRetainedAsync();
+            await _watch.DeleteCheckpointsUnlessRetainedAsync(_record!.Spec);
             SetState(JobState.Finished);
             await PersistAsync();
         }
@@ -366,6 +394,7 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
     public async Task<(DeployOutcome Outcome, JobFailure? Failure)> DeployAttemptAsync(int attempt, CompletedCheckpoint? restore, bool ownsFiles)
     {
         var record = _record!;
+        record.Epoch++;
         var request = new AttemptRequest
         {
             JobId = Id,
@@ -376,6 +405,7 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
             OwnsFiles = ownsFiles,
             ActiveSilos = _membership.CurrentSnapshot.Members.Values.Where(m => m.Status == SiloStatus.Active && !_moves.IsLeaving(m.SiloAddress)).Select(static m => m.SiloAddress).ToArray(),
             Placement = record.Placement,
+            Epoch = record.Epoch,
         };
         _deployer ??= new AttemptDeployer(_gateway, _subtasks, Coordinator, _logger);
         var (outcome, failure) = await _deployer.DeployAsync(request, () => attempt == record.Attempt && State is JobState.Deploying or JobState.Restarting);
@@ -383,6 +413,7 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
         {
             record.RestoredFrom = restore?.ManifestPath;
             record.SourceRecordsBefore[attempt] = SourceRecordCounter.ReadUpTo(restore, record.SourceRecordsBefore, Id);
+            _watch.Started(record.Spec.Checkpointing.Enabled ? _deployer.LastCoordinatorStart : null);
             SetState(JobState.Running);
             await PersistAsync();
             StopWatchdog();
@@ -392,11 +423,26 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
         return (outcome, failure);
     }
 
-    /// <summary>Fails over when a silo that hosts a subtask of the running attempt is no longer active.</summary>
-    private Task CheckSilosAsync() =>
-        _record is { State: JobState.Running } record && SiloWatchdog.FindLostSilo(_subtasks.Ordered, record.Attempt, SiloWatchdog.ActiveSilos(_membership.CurrentSnapshot)) is { } failure
-            ? _failover.FailoverAsync(failure, record.Attempt)
-            : Task.CompletedTask;
+    /// <summary>Fails over when a silo that hosts a subtask of the running attempt is no longer active; otherwise has the <see cref="CoordinatorWatch"/> check the coordinator.</summary>
+    private Task CheckSilosAsync()
+    {
+        if (_record is not { State: JobState.Running } record)
+        {
+            return Task.CompletedTask;
+        }
+
+        var attempt = record.Attempt;
+        return SiloWatchdog.FindLostSilo(_subtasks.Ordered, attempt, SiloWatchdog.ActiveSilos(_membership.CurrentSnapshot)) is { } failure
+            ? _failover.FailoverAsync(failure, attempt)
+            : _watch.CheckAsync(attempt, NextEpochAsync, () => State == JobState.Running && record.Attempt == attempt);
+    }
+
+    /// <summary>Raises the record's epoch and stores it; null when it could not be stored.</summary>
+    private async Task<long?> NextEpochAsync()
+    {
+        _record!.Epoch++;
+        return await PersistAsync() ? _record.Epoch : null;
+    }
 
     private void StopWatchdog()
     {
@@ -404,42 +450,6 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
         _watchdog = null;
     }
 
-    private async Task DeleteCheckpointsUnlessRetainedAsync()
-    {
-        if (_record!.Spec.Checkpointing.Enabled && !_record.Spec.Checkpointing.RetainOnCancel)
-        {
-            try
-            {
-                await Coordinator.DeleteAll();
-            }
-            catch (Exception ex) when (ex is not OperationCanceledException)
-            {
-                _logger.LogWarning(ex, "Job {Job}: deleting its checkpoints failed", Id);
-            }
-        }
-    }
 
-    private JobStatus Snapshot()
-    {
-        var record = _record!;
-        var subtasks = _subtasks.Ordered.ToArray();
-        return new()
-        {
-            JobId = Id,
-            JobType = record.Spec.JobType,
-            State = record.State,
-            Version = _version,
-            Attempt = record.Attempt,
-            Restarts = record.Restarts,
-            PlannedMoves = record.PlannedMoves,
-            SubmittedAt = record.SubmittedAt,
-            EndedAt = record.EndedAt,
-            Failure = record.Failure,
-            Warnings = [.. record.Warnings, .. subtasks.Where(p => p.Key.Attempt == record.Attempt && p.Value.Warning is not null).Select(static p => $"{p.Value.Chain} #{p.Key.Index}: {p.Value.Warning}")],
-            RestoredFrom = record.RestoredFrom,
-            SourceRecordsBefore = record.SourceRecordsBefore.GetValueOrDefault(record.Attempt),
-            FinalSavepoint = record.FinalSavepoint,
-            Subtasks = subtasks.Select(static p => p.Value).ToArray(),
-        };
-    }
+    private JobStatus Snapshot() => JobStatusSnapshot.Of(Id, _record!, _version, _subtasks.Ordered);
 }

@@ -39,6 +39,7 @@ internal sealed class JobRecord
     /// from (<see cref="SourceRecordCounter"/>).
     /// </summary>
     [Id(21)] public Dictionary<int, long> SourceRecordsBefore { get; set; } = [];
+
     /// <summary>Planned moves so far (the attempt moved off a silo that stopped gracefully); they are not restarts.</summary>
     [Id(11)] public int PlannedMoves { get; set; }
 
@@ -50,6 +51,12 @@ internal sealed class JobRecord
 
     /// <summary>With <see cref="MovePending"/>: the silo that stopped, on which the move places nothing.</summary>
     [Id(13)] public string? LeavingSilo { get; set; }
+
+    /// <summary>
+    /// Raised each time the job grain starts the checkpoint coordinator (each attempt, and each restart of a lost
+    /// coordinator); a coordinator started with an older epoch stops deleting files (<see cref="Checkpointing.EpochFence"/>).
+    /// </summary>
+    [Id(14)] public long Epoch { get; set; }
 
     public static string PlacementKey(SubtaskId subtask) => $"{subtask.Chain}/{subtask.Index}";
 

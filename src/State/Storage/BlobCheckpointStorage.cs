@@ -20,7 +20,7 @@ namespace StreamGrains.State.Storage;
 /// the SDK's retry policy, which together with the network timeout bounds how long a call can take when the endpoint
 /// does not answer.</para>
 /// </remarks>
-public sealed class BlobCheckpointStorage : ICheckpointStorage
+public sealed partial class BlobCheckpointStorage : ICheckpointStorage
 {
     /// <summary>The metadata entry that holds the XxHash64 of the content.</summary>
     public const string ChecksumMetadataKey = "xxhash64";

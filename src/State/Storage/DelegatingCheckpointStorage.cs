@@ -10,7 +10,7 @@ namespace StreamGrains.State.Storage;
 /// return false, so that restores download.
 /// </remarks>
 /// <param name="inner">The storage calls go to.</param>
-public abstract class DelegatingCheckpointStorage(ICheckpointStorage inner) : ICheckpointStorage, ILinkingCheckpointStorage
+public abstract class DelegatingCheckpointStorage(ICheckpointStorage inner) : ICheckpointStorage, ILinkingCheckpointStorage, IConditionalCheckpointStorage
 {
     /// <summary>The storage calls go to.</summary>
     protected ICheckpointStorage Inner { get; } = inner ?? throw new ArgumentNullException(nameof(inner));
@@ -52,4 +52,29 @@ public abstract class DelegatingCheckpointStorage(ICheckpointStorage inner) : IC
     /// <remarks>False when the inner storage cannot link (it does not implement <see cref="ILinkingCheckpointStorage"/>).</remarks>
     public virtual Task<bool> TryLinkFileAsync(string path, string localPath, StoredObject? expected, CancellationToken cancellationToken) =>
         Inner is ILinkingCheckpointStorage linking ? linking.TryLinkFileAsync(path, localPath, expected, cancellationToken) : Task.FromResult(false);
+
+    /// <inheritdoc />
+    /// <remarks>Without the capability in the inner storage: a plain read, versioned by the content's XxHash64.</remarks>
+    public virtual async Task<VersionedObject?> ReadVersionedAsync(string path, CancellationToken cancellationToken) =>
+        Inner is IConditionalCheckpointStorage conditional
+            ? await conditional.ReadVersionedAsync(path, cancellationToken)
+            : await ReadAsync(path, cancellationToken) is { } content ? new VersionedObject(content, Checksums.Of(content)) : null;
+
+    /// <inheritdoc />
+    /// <remarks>Without the capability in the inner storage: a read, a comparison and a write, which is not atomic.</remarks>
+    public virtual async Task<string> WriteIfAsync(string path, ReadOnlyMemory<byte> content, string? expectedVersion, CancellationToken cancellationToken)
+    {
+        if (Inner is IConditionalCheckpointStorage conditional)
+        {
+            return await conditional.WriteIfAsync(path, content, expectedVersion, cancellationToken);
+        }
+
+        if ((await ReadVersionedAsync(path, cancellationToken))?.Version != expectedVersion)
+        {
+            throw new CheckpointWriteConflictException($"'{path}' in checkpoint storage {Location} is not at version {expectedVersion ?? "(none)"}.");
+        }
+
+        await WriteAsync(path, content, overwrite: expectedVersion is not null, cancellationToken);
+        return Checksums.Of(content.Span);
+    }
 }

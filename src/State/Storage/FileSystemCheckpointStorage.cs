@@ -17,7 +17,7 @@ namespace StreamGrains.State.Storage;
 /// NTFS journals its metadata). One directory sync per published object, none per temporary file.</para>
 /// <para>Checksums of listed objects are null: computing them would read every byte.</para>
 /// </remarks>
-public sealed class FileSystemCheckpointStorage : ICheckpointStorage, ILinkingCheckpointStorage
+public sealed partial class FileSystemCheckpointStorage : ICheckpointStorage, ILinkingCheckpointStorage
 {
     private const int CopyBufferSize = 1 << 20;
     private const string TemporaryPrefix = ".tmp-";

@@ -119,6 +119,8 @@ internal sealed class RecordingCoordinator : ICheckpointCoordinatorGrain
         StopCheckpoints.Enqueue(attempt);
         return StopCheckpoint?.Invoke(attempt) ?? throw new NotSupportedException();
     }
+
+    public Task<(int Attempt, long Epoch)> GetAttempt() => throw new NotSupportedException();
 }
 
 /// <summary>Filesystem checkpoint storage in a directory of its own under the temp path, deleted on dispose.</summary>

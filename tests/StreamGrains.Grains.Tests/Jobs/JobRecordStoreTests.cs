@@ -81,5 +81,9 @@ public sealed class JobRecordStoreTests : IDisposable
         public override Task WriteAsync(string path, ReadOnlyMemory<byte> content, bool overwrite, CancellationToken cancellationToken) => throw new CheckpointStorageException("write refused (test)");
 
         public override Task<byte[]?> ReadAsync(string path, CancellationToken cancellationToken) => throw new CheckpointStorageException("read failed (test)");
+
+        public override Task<string> WriteIfAsync(string path, ReadOnlyMemory<byte> content, string? expectedVersion, CancellationToken cancellationToken) => throw new CheckpointStorageException("write refused (test)");
+
+        public override Task<VersionedObject?> ReadVersionedAsync(string path, CancellationToken cancellationToken) => throw new CheckpointStorageException("read failed (test)");
     }
 }

@@ -4,7 +4,7 @@ using StreamGrains.State.Storage;
 namespace StreamGrains.State.Tests.Storage;
 
 /// <summary>The contract of <see cref="ICheckpointStorage"/>, run against every implementation.</summary>
-public abstract class CheckpointStorageContractTests : IDisposable
+public abstract partial class CheckpointStorageContractTests : IDisposable
 {
     private const int MiB = 1 << 20;
     private readonly TempDirectory _local = new();
