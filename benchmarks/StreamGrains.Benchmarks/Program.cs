@@ -31,7 +31,8 @@ var valueBytes = new Option<int>("--value-bytes") { Description = "Bytes per key
 var updateRate = new Option<double>("--update-rate") { Description = "Key updates per second once the state is loaded.", DefaultValueFactory = _ => 5_000 };
 var stateParallelism = new Option<int>("--parallelism") { Description = "Parallelism of the job.", DefaultValueFactory = _ => 2 };
 var silos = new Option<int>("--silos") { Description = "Silos of the in-process cluster.", DefaultValueFactory = _ => 2 };
-StateSettings StateOf(ParseResult r) => new(r.GetValue(stateMb), r.GetValue(storage)!, r.GetValue(valueBytes), r.GetValue(updateRate), r.GetValue(stateParallelism), r.GetValue(silos), r.GetValue(seed));
+var processes = new Option<bool>("--processes") { Description = "recovery: run the silos as processes of the real host (src/Silo run) and SIGKILL one, instead of an in-process cluster." };
+StateSettings StateOf(ParseResult r) => new(r.GetValue(stateMb), r.GetValue(storage)!, r.GetValue(valueBytes), r.GetValue(updateRate), r.GetValue(stateParallelism), r.GetValue(silos), r.GetValue(seed), r.GetValue(processes));
 
 var mode = new Option<string>("--mode") { Description = "Checkpoint mode: incremental, or changelog (measures a changelog-mode job, then an incremental-mode job, same run).", DefaultValueFactory = _ => "incremental" };
 var materialization = new Option<double>("--materialization-s") { Description = "Changelog mode: seconds between materializations of the changelog job.", DefaultValueFactory = _ => 60 };
@@ -49,7 +50,7 @@ root.Subcommands.Add(checkpoint);
 var rounds = new Option<int>("--rounds") { Description = "Measured rounds; the summary reports medians (recovery --mode changelog: rounds of both modes, in alternating order).", DefaultValueFactory = _ => 3 };
 var local = new Option<bool>("--local") { Description = "Fail user code with every silo alive and recover from local copies, instead of killing a silo and downloading." };
 var copyRestore = new Option<bool>("--copy-restore") { Description = "Filesystem storage: copy stored SSTs on restore instead of hard-linking them." };
-var recovery = new Command("recovery", "Time from a failure to the first record processed after restore: incremental vs a raw download of the same bytes, or changelog vs incremental.") { mode, materialization, every, stateMb, storage, local, copyRestore, valueBytes, updateRate, stateParallelism, silos, seed, settle, rounds };
+var recovery = new Command("recovery", "Time from a failure to the first record processed after restore: incremental vs a raw download of the same bytes, or changelog vs incremental.") { mode, materialization, every, stateMb, storage, local, copyRestore, valueBytes, updateRate, stateParallelism, silos, seed, settle, rounds, processes };
 recovery.SetAction((r, ct) => RecoveryBenchmark.RunAsync(
     new RecoverySettings(StateOf(r), r.GetValue(local), r.GetValue(copyRestore), r.GetValue(mode)!, TimeSpan.FromSeconds(r.GetValue(every)), TimeSpan.FromSeconds(r.GetValue(materialization)), TimeSpan.FromSeconds(r.GetValue(settle)), r.GetValue(rounds)), ct));
 root.Subcommands.Add(recovery);

@@ -8,7 +8,8 @@ using StreamGrains.Testing;
 
 namespace StreamGrains.Benchmarks.Checkpoints;
 
-internal sealed record StateSettings(int StateMb, string Storage, int ValueBytes, double Rate, int Parallelism, int Silos, long Seed)
+/// <param name="Processes">Whether the silos run as processes of the real host (<c>src/Silo run</c>) instead of in this process.</param>
+internal sealed record StateSettings(int StateMb, string Storage, int ValueBytes, double Rate, int Parallelism, int Silos, long Seed, bool Processes = false)
 {
     public long Keys => (long)StateMb * 1024 * 1024 / ValueBytes;
 
@@ -25,6 +26,7 @@ internal sealed record StateSettings(int StateMb, string Storage, int ValueBytes
         ["update_rate"] = Rate,
         ["parallelism"] = Parallelism,
         ["silos"] = Silos,
+        ["processes"] = Processes,
     };
 }
 
@@ -65,8 +67,9 @@ internal static class BenchChecks
 }
 
 /// <summary>
-/// A multi-silo in-process cluster with its checkpoint storage (a temp directory, or Blob Storage on an Azurite started
-/// here), running <see cref="StateLoadJob"/> until its state is loaded.
+/// A multi-silo cluster with its checkpoint storage (a temp directory, or Blob Storage on an Azurite started here),
+/// running <see cref="StateLoadJob"/> until its state is loaded. The silos run in this process, or with
+/// <see cref="StateSettings.Processes"/> as processes of the real host (<see cref="SiloProcessCluster"/>).
 /// </summary>
 internal sealed class BenchEnvironment : IAsyncDisposable
 {
@@ -76,17 +79,43 @@ internal sealed class BenchEnvironment : IAsyncDisposable
     private readonly AzuriteServer? _azurite;
     private readonly string? _fileRoot;
 
-    private BenchEnvironment(StreamGrainsCluster cluster, AzuriteServer? azurite, string? fileRoot, ICheckpointStorage storage)
+    private readonly StreamGrainsCluster? _inProcess;
+    private readonly SiloProcessCluster? _processes;
+
+    private BenchEnvironment(StreamGrainsCluster? inProcess, SiloProcessCluster? processes, AzuriteServer? azurite, string? fileRoot, ICheckpointStorage storage)
     {
-        Cluster = cluster;
+        _inProcess = inProcess;
+        _processes = processes;
         _azurite = azurite;
         _fileRoot = fileRoot;
         Storage = storage;
     }
 
-    public StreamGrainsCluster Cluster { get; }
+    /// <summary>The in-process cluster.</summary>
+    /// <exception cref="InvalidOperationException">When the silos run as processes.</exception>
+    public StreamGrainsCluster Cluster => _inProcess ?? throw new InvalidOperationException("This benchmark does not support --processes.");
 
-    public StreamGrainsClient Client => Cluster.Client;
+    public StreamGrainsClient Client => _inProcess?.Client ?? _processes!.Client;
+
+    /// <summary>
+    /// Kills a silo other than the first (which holds the membership table with Localhost clustering) that runs a subtask
+    /// of the keyed chain in <paramref name="status"/>: an in-process silo without shutdown, or a silo process with SIGKILL.
+    /// </summary>
+    public async Task KillSiloWithKeyedSubtaskAsync(JobStatus status, CancellationToken cancellationToken)
+    {
+        var keyedSilos = status.Subtasks.Where(static t => t.Chain.StartsWith("state", StringComparison.Ordinal)).Select(static t => t.Silo).ToHashSet(StringComparer.Ordinal);
+        if (_processes is { } processes)
+        {
+            var index = keyedSilos.Select(processes.IndexOf).FirstOrDefault(static i => i is > 0)
+                ?? throw new InvalidOperationException("No silo process but the first runs a keyed subtask; use more parallelism or silos.");
+            await processes.KillAsync(index);
+            return;
+        }
+
+        var victim = Cluster.Orleans.Silos.Skip(1).FirstOrDefault(s => keyedSilos.Contains(s.SiloAddress.ToString()))
+            ?? throw new InvalidOperationException("No silo but the first runs a keyed subtask; use more parallelism or silos.");
+        await Cluster.Orleans.KillSiloAsync(victim, cancellationToken);
+    }
 
     /// <summary>The same storage the silos use, for raw baselines.</summary>
     public ICheckpointStorage Storage { get; }
@@ -134,6 +163,29 @@ internal sealed class BenchEnvironment : IAsyncDisposable
             throw new ArgumentException($"--storage must be filesystem or blob, was '{settings.Storage}'.");
         }
 
+        if (settings.Processes)
+        {
+            var processes = await SiloProcessCluster.StartAsync(
+                new SiloProcessClusterOptions
+                {
+                    HostPath = SiloHostPath,
+                    BlobConnectionString = azurite?.ConnectionString,
+                    BlobContainer = "bench",
+                    CheckpointDirectory = fileRoot,
+                    JobAssemblies = [typeof(StateLoadJob).Assembly.Location],
+                    Settings = new Dictionary<string, string>
+                    {
+                        ["StreamGrains:StateCacheEntries"] = "4096",
+                        ["StreamGrains:CheckpointStorage:LinkOnRestore"] = linkOnRestore ? "true" : "false",
+                        ["Logging:LogLevel:Default"] = "Warning",
+                    },
+                },
+                settings.Silos);
+            var processStorage = storage.Create();
+            await processStorage.CheckAccessAsync(CancellationToken.None);
+            return new BenchEnvironment(null, processes, azurite, fileRoot, processStorage);
+        }
+
         var cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions
         {
             Silos = (short)settings.Silos,
@@ -145,13 +197,18 @@ internal sealed class BenchEnvironment : IAsyncDisposable
         });
         var created = storage.Create();
         await created.CheckAccessAsync(CancellationToken.None);
-        return new BenchEnvironment(cluster, azurite, fileRoot, created);
+        return new BenchEnvironment(cluster, null, azurite, fileRoot, created);
     }
 
     /// <summary>Submits the job and waits until every key has been written once; prints progress lines.</summary>
     public async Task<JobId> LoadAsync(StateSettings settings, string name, Func<JobSpec, JobSpec> configure)
     {
-        var jobId = await Cluster.SubmitAsync<StateLoadJob>(settings.Parameters(name), settings.Parallelism, configure);
+        var jobId = await Client.SubmitAsync(configure(new JobSpec
+        {
+            JobType = typeof(StateLoadJob).FullName!,
+            Parameters = settings.Parameters(name),
+            Parallelism = settings.Parallelism,
+        }));
         var watch = Stopwatch.StartNew();
         var lastReport = TimeSpan.Zero;
         while (true)
@@ -253,9 +310,23 @@ internal sealed class BenchEnvironment : IAsyncDisposable
             .SelectMany(static d => Directory.EnumerateFiles(d))];
     }
 
+    /// <summary>The silo host that <see cref="StateSettings.Processes"/> starts: the <c>src/Silo</c> build of this configuration.</summary>
+    private static string SiloHostPath { get; } = Path.GetFullPath(
+        typeof(BenchEnvironment).Assembly.GetCustomAttributes(typeof(System.Reflection.AssemblyMetadataAttribute), false)
+            .Cast<System.Reflection.AssemblyMetadataAttribute>().Single(static a => a.Key == "SiloHostPath").Value!);
+
     public async ValueTask DisposeAsync()
     {
-        await Cluster.DisposeAsync();
+        if (_inProcess is not null)
+        {
+            await _inProcess.DisposeAsync();
+        }
+
+        if (_processes is not null)
+        {
+            await _processes.DisposeAsync();
+        }
+
         if (_azurite is not null)
         {
             await _azurite.DisposeAsync();

@@ -18,6 +18,11 @@ internal static class RecoveryBenchmark
     public static async Task<int> RunAsync(RecoverySettings settings, CancellationToken cancellationToken)
     {
         BenchChecks.Settle(settings.Settle);
+        if (settings.State.Processes && settings.Local)
+        {
+            throw new ArgumentException("--local injects a failure into user code in this process: it cannot be combined with --processes.");
+        }
+
         var fields = settings.State.Fields("recovery");
         fields["mode"] = settings.Mode;
         fields["local"] = settings.Local;
@@ -193,10 +198,8 @@ internal static class RecoveryBenchmark
         else
         {
             var before = await client.GetStatusAsync(jobId, cancellationToken: cancellationToken);
-            var victim = environment.Cluster.Orleans.Silos.Skip(1).FirstOrDefault(s => before.Subtasks.Any(t => t.Silo == s.SiloAddress.ToString() && t.Chain.StartsWith("state", StringComparison.Ordinal)))
-                ?? throw new InvalidOperationException("No silo but the first runs a keyed subtask; use more parallelism or silos.");
             failedAt = DateTimeOffset.UtcNow;
-            await environment.Cluster.Orleans.KillSiloAsync(victim, cancellationToken);
+            await environment.KillSiloWithKeyedSubtaskAsync(before, cancellationToken);
             failure = "silo_killed";
         }
 
