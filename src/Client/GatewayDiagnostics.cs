@@ -79,12 +79,17 @@ internal sealed record GatewayProbe(IPEndPoint Gateway, ProbeOutcome Outcome, st
 /// <summary>
 /// A logger provider for the client's Orleans host that reads the connection errors Orleans logs while connecting
 /// (Orleans retries them until the timeout and reports only "A task was canceled"): a gateway of another cluster
-/// ("Unexpected cluster id"), a refused connection, or any other failure of the handshake. <see cref="AllFailed"/>
-/// completes once every gateway that accepted a TCP connection has failed that way.
+/// ("Unexpected cluster id", or a close on reading the client's preamble), a refused connection, or any other failure
+/// of the handshake. <see cref="AllFailed"/> completes once every gateway that accepted a TCP connection has failed
+/// twice.
 /// </summary>
 internal sealed class GatewayFailureRecorder(IReadOnlyList<IPEndPoint> gateways) : ILoggerProvider
 {
+    /// <summary>Failed connections of one gateway after which it counts as failed.</summary>
+    private const int FailuresPerGateway = 2;
+
     private readonly ConcurrentDictionary<IPEndPoint, (ClusterConnectionFailure Reason, string Detail)> _failures = new();
+    private readonly ConcurrentDictionary<IPEndPoint, int> _attempts = new();
     private readonly TaskCompletionSource<(ClusterConnectionFailure Reason, string Detail)> _allFailed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private volatile bool _stopped;
 
@@ -162,9 +167,13 @@ internal sealed class GatewayFailureRecorder(IReadOnlyList<IPEndPoint> gateways)
 
         var failure = Classify(exception);
         _failures.AddOrUpdate(gateway, failure, (_, previous) => previous.Reason == ClusterConnectionFailure.HandshakeFailed ? failure : previous);
-        if (_failures.Count >= gateways.Count)
+        var attempts = _attempts.AddOrUpdate(gateway, 1, static (_, n) => n + 1);
+
+        // Two failed connections per gateway, so that a gateway that dropped one connection for another reason (its
+        // silo was stopping) is given the retry Orleans makes before the client gives up.
+        if (attempts >= FailuresPerGateway && gateways.All(g => _attempts.TryGetValue(g, out var n) && n >= FailuresPerGateway))
         {
-            _allFailed.TrySetResult(_failures[gateways.First(_failures.ContainsKey)]);
+            _allFailed.TrySetResult(_failures[gateways[0]]);
         }
     }
 

@@ -69,9 +69,10 @@ public sealed class StreamGrainsClient : IAsyncDisposable
     /// <remarks>
     /// First opens a TCP connection to every gateway and watches it for a moment: when none accepts, it fails at once
     /// with <see cref="ClusterConnectionFailure.NothingListening"/>; when those that accept send data first or close the
-    /// connection (an Orleans gateway waits for the client), with <see cref="ClusterConnectionFailure.HandshakeFailed"/>. Then it connects with Orleans and fails as soon as every
-    /// gateway that accepted has rejected the client (<see cref="ClusterConnectionFailure.WrongClusterId"/>,
-    /// <see cref="ClusterConnectionFailure.HandshakeFailed"/>), instead of waiting for the timeout.
+    /// connection (an Orleans gateway waits for the client), with <see cref="ClusterConnectionFailure.HandshakeFailed"/>.
+    /// Then it connects with Orleans and fails as soon as every gateway that accepted has rejected the client twice
+    /// (<see cref="ClusterConnectionFailure.WrongClusterId"/>, <see cref="ClusterConnectionFailure.HandshakeFailed"/>),
+    /// instead of waiting for the timeout.
     /// </remarks>
     /// <exception cref="ClusterConnectionException">When no gateway answers within <see cref="StreamGrainsClientOptions.ConnectTimeout"/>; <see cref="ClusterConnectionException.Reason"/> says why.</exception>
     public static async Task<StreamGrainsClient> ConnectAsync(StreamGrainsClientOptions? options = null, CancellationToken cancellationToken = default)
