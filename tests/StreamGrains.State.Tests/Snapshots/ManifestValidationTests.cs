@@ -73,6 +73,18 @@ public sealed class ManifestValidationTests
         Assert.True(manifest.Operators[1].Subtasks[0].KeyedState!.Files[0].Sst!.KeyGroups.IsEmpty);
     }
 
+    [Fact]
+    public void An_sst_whose_keys_reach_beyond_the_jobs_key_groups_is_valid()
+    {
+        // A range deletion to the end of the key space ends at key group 32767 (seen in a savepoint of a timer job).
+        var json = JsonNode.Parse(ManifestJson.Serialize(Valid()))!;
+        json["operators"]![1]!["subtasks"]![0]!["keyedState"]!["files"]![0]!["sst"]!["keyGroups"] = new JsonObject { ["start"] = 0, ["end"] = 32767 };
+
+        var manifest = ManifestJson.Deserialize(System.Text.Encoding.UTF8.GetBytes(json.ToJsonString()), Path);
+
+        Assert.Equal(32767, manifest.Operators[1].Subtasks[0].KeyedState!.Files[0].Sst!.KeyGroups.End);
+    }
+
     [Theory]
     [MemberData(nameof(Corruptions))]
     public void A_manifest_that_describes_no_possible_snapshot_is_corrupt_and_the_error_names_the_field(string what, string field, string edit)
