@@ -76,6 +76,9 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
 
     private JobState State => _record?.State ?? JobState.Deploying;
 
+    /// <summary>The record, null when there is none; throws while whether there is one is unknown (storage could not read it).</summary>
+    private JobRecord? KnownRecord() => _record is null && _recordUnknown ? throw new InvalidOperationException(UnknownRecord) : _record;
+
     private string UnknownRecord => $"Whether a job with id '{Id}' exists is unknown: its record could not be read from checkpoint storage {_storage.Location} (reading again). Try again when the storage is reachable.";
 
     public override Task OnActivateAsync(CancellationToken cancellationToken) => LoadRecordAsync(cancellationToken);
@@ -128,11 +131,6 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
             return Rejected($"The spec names job '{requested}' but was sent to job '{id}'.");
         }
 
-        if (_recordUnknown)
-        {
-            return Rejected(UnknownRecord);
-        }
-
         if (_record is not null)
         {
             return Rejected($"A job with id '{id}' already exists ({_record.State}); choose another id.");
@@ -143,6 +141,16 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
         if (!check.Accepted)
         {
             return new SubmitResult { JobId = id, Errors = check.Errors };
+        }
+
+        if (_recordUnknown)
+        {
+            // Storage passed the check just now: read the record again before deciding whether the id is free.
+            await LoadRecordAsync(CancellationToken.None);
+            if (_recordUnknown)
+            {
+                return Rejected(UnknownRecord);
+            }
         }
 
         var (plan, restore) = (check.Plan!, check.Restore);
@@ -169,12 +177,7 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
 
     public async Task<JobStatus?> GetStatus(bool refreshSubtasks)
     {
-        if (_record is null && _recordUnknown)
-        {
-            throw new InvalidOperationException(UnknownRecord);
-        }
-
-        if (_record is null)
+        if (KnownRecord() is null || _record is null)
         {
             return null;
         }
@@ -190,12 +193,7 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
 
     public async Task<JobStatus?> WaitForChange(long knownVersion, TimeSpan maxWait)
     {
-        if (_record is null && _recordUnknown)
-        {
-            throw new InvalidOperationException(UnknownRecord);
-        }
-
-        if (_record is null)
+        if (KnownRecord() is null || _record is null)
         {
             return null;
         }

@@ -7,7 +7,10 @@ namespace StreamGrains.State.Storage;
 public sealed partial class BlobCheckpointStorage : IConditionalCheckpointStorage
 {
     /// <inheritdoc />
-    /// <remarks>Verifies the content against the checksum stored with it, when there is one.</remarks>
+    /// <remarks>
+    /// Verifies the content against the checksum stored with it, when there is one. A missing container reads as a
+    /// missing object (no record can be in it; the first write creates it).
+    /// </remarks>
     public async Task<VersionedObject?> ReadVersionedAsync(string path, CancellationToken cancellationToken)
     {
         BlobDownloadResult result;
@@ -15,7 +18,7 @@ public sealed partial class BlobCheckpointStorage : IConditionalCheckpointStorag
         {
             result = (await Blob(path).DownloadContentAsync(cancellationToken)).Value;
         }
-        catch (RequestFailedException ex) when (ex.Status == 404 && ex.ErrorCode != BlobErrorCode.ContainerNotFound)
+        catch (RequestFailedException ex) when (ex.Status == 404)
         {
             return null;
         }
