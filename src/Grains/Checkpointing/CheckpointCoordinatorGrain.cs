@@ -42,6 +42,7 @@ internal sealed class CheckpointCoordinatorGrain(ICheckpointStorage storage, Tim
     private bool _sourcesFinished;
     private DateTimeOffset _lastCompletedAt = DateTimeOffset.MinValue;
     private SavepointRun? _savepoint;
+    private bool _stopPreparing;
 
     private string JobId => this.GetPrimaryKeyString();
 
@@ -251,8 +252,19 @@ internal sealed class CheckpointCoordinatorGrain(ICheckpointStorage storage, Tim
 
         var id = _nextId++;
         var options = new SnapshotOptions { Stop = true };
-        await Task.WhenAll(start.Subtasks.Select(s => GrainFactory.GetGrain<ISubtaskGrain>(s.GrainKey).PrepareSnapshot(id, options))).WaitAsync(Remaining(deadline));
-        var pending = await TriggerAsync(options, id);
+        PendingCheckpoint? pending;
+        _stopPreparing = true;
+        try
+        {
+            // The periodic timer must not start a checkpoint while the subtasks learn that this one stops them.
+            await Task.WhenAll(start.Subtasks.Select(s => GrainFactory.GetGrain<ISubtaskGrain>(s.GrainKey).PrepareSnapshot(id, options))).WaitAsync(Remaining(deadline));
+            pending = await TriggerAsync(options, id);
+        }
+        finally
+        {
+            _stopPreparing = false;
+        }
+
         if (pending is null || pending.CheckpointId != id)
         {
             throw new InvalidOperationException($"The stopping checkpoint {id} of job {JobId} could not be triggered: {(_sourcesFinished ? "some sources have finished" : "another checkpoint started first")}.");
@@ -348,7 +360,7 @@ internal sealed class CheckpointCoordinatorGrain(ICheckpointStorage storage, Tim
 
     private async Task OnTimerAsync()
     {
-        if (_pending is not null || _start is null || _sourcesFinished)
+        if (_pending is not null || _start is null || _sourcesFinished || _stopPreparing)
         {
             return;
         }
