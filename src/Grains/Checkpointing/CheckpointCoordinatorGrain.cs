@@ -46,6 +46,7 @@ internal sealed class CheckpointCoordinatorGrain(ICheckpointStorage storage, Orl
     private SavepointRun? _savepoint;
     private EpochFence? _fence;
     private CheckpointIdReservation? _ids;
+    private bool _stopPreparing;
 
     private string JobId => this.GetPrimaryKeyString();
 
@@ -273,8 +274,19 @@ internal sealed class CheckpointCoordinatorGrain(ICheckpointStorage storage, Orl
 
         var id = _nextId++;
         var options = new SnapshotOptions { Stop = true };
-        await Task.WhenAll(start.Subtasks.Select(s => GrainFactory.GetGrain<ISubtaskGrain>(s.GrainKey).PrepareSnapshot(id, options))).WaitAsync(Remaining(deadline));
-        var pending = await TriggerAsync(options, id);
+        PendingCheckpoint? pending;
+        _stopPreparing = true;
+        try
+        {
+            // The periodic timer must not start a checkpoint while the subtasks learn that this one stops them.
+            await Task.WhenAll(start.Subtasks.Select(s => GrainFactory.GetGrain<ISubtaskGrain>(s.GrainKey).PrepareSnapshot(id, options))).WaitAsync(Remaining(deadline));
+            pending = await TriggerAsync(options, id);
+        }
+        finally
+        {
+            _stopPreparing = false;
+        }
+
         if (pending is null || pending.CheckpointId != id)
         {
             throw new InvalidOperationException($"The stopping checkpoint {id} of job {JobId} could not be triggered: {(_sourcesFinished ? "some sources have finished" : "another checkpoint started first")}.");
@@ -370,7 +382,7 @@ internal sealed class CheckpointCoordinatorGrain(ICheckpointStorage storage, Orl
 
     private async Task OnTimerAsync()
     {
-        if (_pending is not null || _start is null || _sourcesFinished)
+        if (_pending is not null || _start is null || _sourcesFinished || _stopPreparing)
         {
             return;
         }
