@@ -9,6 +9,7 @@ using Xunit.Abstractions;
 namespace StreamGrains.Testing.Tests.Processes;
 
 /// <summary>Runs the on-prem recipe of docs/deploy.md (scripts/deploy-onprem-check.sh) and checks the cluster it forms.</summary>
+[Collection(nameof(SiloProcessesCollection))]
 public sealed class OnPremRecipeTests(ITestOutputHelper output)
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromMinutes(3);

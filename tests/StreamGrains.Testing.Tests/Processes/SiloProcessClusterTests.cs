@@ -10,6 +10,7 @@ using Xunit.Abstractions;
 namespace StreamGrains.Testing.Tests.Processes;
 
 /// <summary>Silos of the real host as separate processes: cluster forming, SIGKILL, SIGTERM, replacement, orphans.</summary>
+[Collection(nameof(SiloProcessesCollection))]
 public sealed class SiloProcessClusterTests(ITestOutputHelper output)
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromMinutes(3);
