@@ -206,17 +206,23 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
     public Task OnSubtaskFailed(SubtaskId subtask, JobFailure failure) =>
         _record is null || subtask.Attempt != _record.Attempt ? Task.CompletedTask : _failover.FailoverAsync(failure, subtask.Attempt);
 
-    public Task Heartbeat(SubtaskId subtask)
+    public Task Heartbeat(SubtaskId subtask, SubtaskHeartbeat heartbeat)
     {
         if (_record is null || subtask.Attempt < _record.Attempt || State.IsTerminal())
         {
             // A subtask of an older attempt (or of a job that ended) whose stop did not reach it: stop it now.
             var reason = _record is null || State.IsTerminal() ? StopReason.JobEnded : StopReason.Failover;
             _ = GrainFactory.GetGrain<ISubtaskGrain>(subtask.GrainKey).Cancel(reason);
+            return Task.CompletedTask;
         }
 
-        return Task.CompletedTask;
+        // The state repeats a failure or finish whose one-way report may have been lost (both are handled once).
+        return subtask.Attempt != _record.Attempt || !_subtasks.Heard(subtask, _time.GetUtcNow()) || State != JobState.Running ? Task.CompletedTask
+            : heartbeat.State == SubtaskState.Failed ? OnSubtaskFailed(subtask, heartbeat.Failure ?? JobFailure.Of(JobFailureKind.Runtime, $"subtask {subtask} failed", subtask.Index))
+            : heartbeat.State == SubtaskState.Finished ? OnSubtaskFinished(subtask) : Task.CompletedTask;
     }
+
+    public Task OnSubtaskReady(SubtaskId subtask, DeployResult result) => _deployer?.OnSubtaskReady(subtask, result) ?? Task.CompletedTask;
 
     public Task OnCheckpointFailuresExceeded(int attempt, string reason) =>
         _record is null || attempt != _record.Attempt ? Task.CompletedTask : _failover.FailoverAsync(JobFailure.Of(JobFailureKind.CheckpointFailures, reason), attempt);
@@ -373,7 +379,7 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
             ActiveSilos = _membership.CurrentSnapshot.Members.Values.Where(static m => m.Status == SiloStatus.Active).Select(static m => m.SiloAddress).ToArray(),
             Placement = record.Placement,
         };
-        _deployer ??= new AttemptDeployer(_gateway, _subtasks, Coordinator, _logger);
+        _deployer ??= new AttemptDeployer(_gateway, _subtasks, Coordinator, _logger, _time);
         var (outcome, failure) = await _deployer.DeployAsync(request, () => attempt == record.Attempt && State is JobState.Deploying or JobState.Restarting);
         if (outcome == DeployOutcome.Started)
         {
@@ -387,9 +393,10 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
         return (outcome, failure);
     }
 
-    /// <summary>Fails over when a silo that hosts a subtask of the running attempt is no longer active.</summary>
+    /// <summary>Fails over when a silo that hosts a subtask of the running attempt is no longer active, or a subtask sends no heartbeats.</summary>
     private Task CheckSilosAsync() =>
-        _record is { State: JobState.Running } record && SiloWatchdog.FindLostSilo(_subtasks.Ordered, record.Attempt, SiloWatchdog.ActiveSilos(_membership.CurrentSnapshot)) is { } failure
+        _record is { State: JobState.Running } record && (SiloWatchdog.FindLostSilo(_subtasks.Ordered, record.Attempt, SiloWatchdog.ActiveSilos(_membership.CurrentSnapshot))
+            ?? _subtasks.FindSilent(record.Attempt, _time.GetUtcNow(), SubtaskRoster.HeartbeatTimeout)) is { } failure
             ? _failover.FailoverAsync(failure, record.Attempt)
             : Task.CompletedTask;
 

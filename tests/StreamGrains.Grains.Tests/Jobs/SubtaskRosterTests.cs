@@ -63,5 +63,47 @@ public sealed class SubtaskRosterTests
         Assert.Empty(roster.Ordered);
     }
 
+    [Fact]
+    public async Task A_refresh_takes_the_status_of_a_subtask_still_opening_with_its_restore_progress()
+    {
+        var gateway = new RecordingSubtaskGateway();
+        var roster = new SubtaskRoster(gateway);
+        var opening = new SubtaskId(Job, 0, 0, 1);
+        roster.Set(opening, Status(0, 1, 0) with { State = SubtaskState.Created });
+        var progress = new RestoreProgress { CheckpointId = 3, BytesDone = 10, BytesTotal = 90 };
+        gateway.Statuses[opening] = Status(0, 1, 0) with { State = SubtaskState.Created, OpenedAt = DateTimeOffset.UnixEpoch, Restore = progress };
+
+        await roster.RefreshAsync(attempt: 1);
+
+        Assert.Equal(progress, roster[opening].Restore);
+    }
+
+    [Fact]
+    public void A_started_subtask_without_a_heartbeat_for_longer_than_the_timeout_is_found_and_only_of_the_attempt_asked_for()
+    {
+        var roster = new SubtaskRoster(new RecordingSubtaskGateway());
+        var start = new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero);
+        var timeout = TimeSpan.FromSeconds(15);
+        var beating = new SubtaskId(Job, 0, 0, 2);
+        var silent = new SubtaskId(Job, 0, 1, 2);
+        var unknown = new SubtaskId(Job, 1, 0, 2);
+        roster.Set(beating, Status(0, 2, 0) with { Silo = "silo-a" });
+        roster.Set(silent, Status(1, 2, 0) with { Silo = "silo-b" });
+        roster.Heard([beating, silent], start);
+
+        Assert.False(roster.Heard(unknown, start));
+        Assert.True(roster.Heard(beating, start + TimeSpan.FromSeconds(10)));
+        Assert.Null(roster.FindSilent(2, start + timeout, timeout));
+        var failure = roster.FindSilent(2, start + timeout + TimeSpan.FromSeconds(1), timeout);
+        Assert.Null(roster.FindSilent(3, start + TimeSpan.FromMinutes(1), timeout));
+
+        Assert.NotNull(failure);
+        Assert.Equal((JobFailureKind.Runtime, silent.Index), (failure.Kind, failure.SubtaskIndex));
+        Assert.Contains(silent.ToString(), failure.Message, StringComparison.Ordinal);
+        Assert.Contains("silo-b", failure.Message, StringComparison.Ordinal);
+        roster.Clear();
+        Assert.Null(roster.FindSilent(2, start + TimeSpan.FromMinutes(1), timeout));
+    }
+
     private static SubtaskStatus Status(int index, int attempt, long recordsIn) => new() { Chain = "c", Index = index, Attempt = attempt, RecordsIn = recordsIn, State = SubtaskState.Ready };
 }
