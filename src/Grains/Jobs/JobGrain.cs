@@ -394,11 +394,15 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
     }
 
     /// <summary>Fails over when a silo that hosts a subtask of the running attempt is no longer active, or a subtask sends no heartbeats.</summary>
-    private Task CheckSilosAsync() =>
-        _record is { State: JobState.Running } record && (SiloWatchdog.FindLostSilo(_subtasks.Ordered, record.Attempt, SiloWatchdog.ActiveSilos(_membership.CurrentSnapshot))
-            ?? _subtasks.FindSilent(record.Attempt, _time.GetUtcNow(), SubtaskRoster.HeartbeatTimeout)) is { } failure
-            ? _failover.FailoverAsync(failure, record.Attempt)
-            : Task.CompletedTask;
+    private async Task CheckSilosAsync()
+    {
+        var attempt = _record is { State: JobState.Running } record ? record.Attempt : 0;
+        if (attempt > 0 && (SiloWatchdog.FindLostSilo(_subtasks.Ordered, attempt, SiloWatchdog.ActiveSilos(_membership.CurrentSnapshot))
+            ?? await _subtasks.FindLostAsync(attempt, _time.GetUtcNow(), SubtaskRoster.HeartbeatTimeout)) is { } failure)
+        {
+            await _failover.FailoverAsync(failure, attempt);
+        }
+    }
 
     private void StopWatchdog()
     {

@@ -8,9 +8,9 @@ namespace StreamGrains.Grains.Jobs;
 /// </summary>
 /// <remarks>
 /// A started subtask sends a heartbeat every 2 seconds. One that sends none for <see cref="HeartbeatTimeout"/> is lost
-/// even though its silo is active: its grain was deactivated, or re-created empty elsewhere after the silo holding its
-/// directory entry was lost (the new activation has no deployment and sends nothing), so it reports neither failure nor
-/// finish and the job would wait forever. <see cref="FindSilent"/> finds it for the job grain's watchdog.
+/// if its grain was deactivated, or re-created empty elsewhere after the silo holding its directory entry was lost (the
+/// new activation has no deployment and sends nothing): it reports neither failure nor finish, its silo stays active,
+/// and the job would wait forever. <see cref="FindLostAsync"/> finds it for the job grain's watchdog.
 /// </remarks>
 internal sealed class SubtaskRoster(ISubtaskGateway subtasks)
 {
@@ -20,6 +20,7 @@ internal sealed class SubtaskRoster(ISubtaskGateway subtasks)
     private readonly Dictionary<SubtaskId, SubtaskStatus> _statuses = [];
     private readonly HashSet<SubtaskId> _finished = [];
     private readonly Dictionary<SubtaskId, DateTimeOffset> _heard = [];
+    private bool _probing;
 
     /// <summary>Number of subtasks that reported they processed all their input.</summary>
     public int FinishedCount => _finished.Count;
@@ -79,20 +80,50 @@ internal sealed class SubtaskRoster(ISubtaskGateway subtasks)
 
     /// <summary>
     /// The failure of <paramref name="attempt"/> when one of its started subtasks sent no heartbeat for
-    /// <paramref name="timeout"/> up to <paramref name="now"/>; null when every one was heard from in time.
+    /// <paramref name="timeout"/> up to <paramref name="now"/> and is lost: asked for its deploy state, it answers that
+    /// it holds no deployment, or it answers nothing for four times the timeout. A silent subtask that answers as
+    /// deployed counts as heard; one that does not answer yet is left to the <see cref="SiloWatchdog"/> (its silo may
+    /// be dead and not yet declared so). Null when no subtask is lost; one check at a time.
     /// </summary>
-    public JobFailure? FindSilent(int attempt, DateTimeOffset now, TimeSpan timeout)
+    public async Task<JobFailure?> FindLostAsync(int attempt, DateTimeOffset now, TimeSpan timeout)
     {
-        foreach (var (id, heard) in _heard.OrderBy(static p => p.Key.Chain).ThenBy(static p => p.Key.Index))
+        var silent = _heard.Where(p => p.Key.Attempt == attempt && now - p.Value > timeout).OrderBy(static p => p.Key.Chain).ThenBy(static p => p.Key.Index).ToArray();
+        if (silent.Length == 0 || _probing)
         {
-            if (id.Attempt == attempt && now - heard > timeout)
-            {
-                var silo = _statuses.GetValueOrDefault(id)?.Silo;
-                return JobFailure.Of(JobFailureKind.Runtime, $"subtask {id} on silo {silo} sent no heartbeat for {now - heard:g} (its grain was lost or re-created without its deployment)", id.Index);
-            }
+            return null;
         }
 
-        return null;
+        _probing = true;
+        try
+        {
+            var states = await Task.WhenAll(silent.Select(p => subtasks.GetDeployStateAsync(p.Key)));
+            for (var i = 0; i < silent.Length; i++)
+            {
+                var (id, heard) = silent[i];
+                if (!_heard.ContainsKey(id))
+                {
+                    continue;
+                }
+
+                var silo = _statuses.GetValueOrDefault(id)?.Silo;
+                switch (states[i])
+                {
+                    case { Phase: SubtaskDeployPhase.None } lost:
+                        return JobFailure.Of(JobFailureKind.Runtime, $"subtask {id} sent no heartbeat for {now - heard:g} and its grain on silo {lost.Silo} holds no deployment (it was lost or re-created without it)", id.Index);
+                    case null when now - heard > 4 * timeout:
+                        return JobFailure.Of(JobFailureKind.Runtime, $"subtask {id} on silo {silo} sent no heartbeat and answered nothing for {now - heard:g}", id.Index);
+                    case { }:
+                        _heard[id] = now;
+                        break;
+                }
+            }
+
+            return null;
+        }
+        finally
+        {
+            _probing = false;
+        }
     }
 
     /// <summary>Records that <paramref name="id"/> finished; false when it was already recorded.</summary>
