@@ -27,9 +27,16 @@ public interface IJobGrain : IGrainWithStringKey
     [OneWay]
     Task OnSubtaskFailed(SubtaskId subtask, JobFailure failure);
 
-    /// <summary>A subtask is alive (sent every few seconds; reactivates a job grain whose silo was lost).</summary>
+    /// <summary>
+    /// A subtask is alive and in the state of <paramref name="heartbeat"/> (sent every few seconds; reactivates a job grain
+    /// whose silo was lost, and tells it of a failure or finish whose own report was lost).
+    /// </summary>
     [OneWay]
-    Task Heartbeat(SubtaskId subtask);
+    Task Heartbeat(SubtaskId subtask, SubtaskHeartbeat heartbeat);
+
+    /// <summary>A subtask's deployment ended: it is ready (its state restored), or <see cref="DeployResult.Failure"/> says why not.</summary>
+    [OneWay]
+    Task OnSubtaskReady(SubtaskId subtask, DeployResult result);
 
     /// <summary>The coordinator saw more consecutive checkpoint failures than tolerated in <paramref name="attempt"/>.</summary>
     [OneWay]
@@ -151,11 +158,23 @@ public interface ICheckpointCoordinatorGrain : IGrainWithStringKey
 }
 
 /// <summary>One subtask: one parallel instance of a chain of operators.</summary>
-/// <remarks>Keyed by <see cref="SubtaskId.GrainKey"/>. Calls other than <see cref="Deploy"/> and <see cref="Start"/> only enqueue work on the subtask's mailbox.</remarks>
+/// <remarks>
+/// Keyed by <see cref="SubtaskId.GrainKey"/>. Every call returns at once: <see cref="Deploy"/> starts the deployment in
+/// the background, and the other calls only enqueue work on the subtask's mailbox, so no call spans a restore.
+/// </remarks>
 public interface ISubtaskGrain : IGrainWithStringKey
 {
-    /// <summary>Builds the chain, opens operators and state; the subtask is then ready but idle. Failures of user code come back in <see cref="DeployResult.Failure"/>.</summary>
-    Task<DeployResult> Deploy(SubtaskDeployment deployment);
+    /// <summary>
+    /// Starts building the chain, restoring state and opening operators, and returns at once; the subtask is then ready but
+    /// idle. The outcome (ready, or the failure) goes to <see cref="IJobGrain.OnSubtaskReady"/> and is answered by
+    /// <see cref="GetDeployState"/>.
+    /// </summary>
+    /// <exception cref="ArgumentException">The deployment is for another subtask.</exception>
+    /// <exception cref="InvalidOperationException">The subtask was already deployed.</exception>
+    Task Deploy(SubtaskDeployment deployment);
+
+    /// <summary>How far the deployment got: opening (with the restore's progress), done (with its outcome), or none.</summary>
+    Task<SubtaskDeployState> GetDeployState();
 
     /// <summary>Starts processing (sources start emitting).</summary>
     Task Start();

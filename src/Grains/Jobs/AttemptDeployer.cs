@@ -54,10 +54,41 @@ internal sealed record AttemptRequest
 /// starts the checkpoint coordinator. The job may move on while this runs (a cancel, a failover to another attempt):
 /// after every wait it asks <c>isCurrent</c> and gives up with <see cref="DeployOutcome.Superseded"/>.
 /// </summary>
-internal sealed class AttemptDeployer(ISubtaskGateway subtasks, SubtaskRoster roster, ICheckpointCoordinatorGrain coordinator, ILogger logger)
+/// <remarks>
+/// No grain call spans a restore: a deploy call returns once the subtask started opening, and the outcome of each
+/// subtask comes back by its one-way report (<see cref="OnSubtaskReady"/>) or, should that be lost or its silo be gone,
+/// by a poll of its deploy state every <c>pollInterval</c> (each poll bounded by
+/// <see cref="GrainSubtaskGateway.CallTimeout"/>). The polls also bring the restore's progress into the roster. A subtask
+/// whose grain holds no deployment any more (re-created after its silo or directory entry was lost), or that answers no
+/// poll for <c>unansweredLimit</c> (<see cref="DefaultUnansweredLimit"/>), fails the attempt; so does the first failed subtask, without waiting for the
+/// others.
+/// </remarks>
+internal sealed class AttemptDeployer(ISubtaskGateway subtasks, SubtaskRoster roster, ICheckpointCoordinatorGrain coordinator, ILogger logger, TimeProvider time, TimeSpan? pollInterval = null, TimeSpan? unansweredLimit = null)
 {
     /// <summary>What the coordinator was last started with (the job grain starts it again from this if it is lost).</summary>
     public CoordinatorStart? LastCoordinatorStart { get; private set; }
+
+    /// <summary>How often the deploy state of each subtask not yet ready is polled, by default.</summary>
+    public static readonly TimeSpan DefaultPollInterval = TimeSpan.FromSeconds(2);
+
+    /// <summary>How long a deploying subtask may leave every poll unanswered before it counts as failed, by default.</summary>
+    public static readonly TimeSpan DefaultUnansweredLimit = TimeSpan.FromMinutes(2);
+
+    private readonly TimeSpan _pollInterval = pollInterval ?? DefaultPollInterval;
+    private readonly TimeSpan _unansweredLimit = unansweredLimit ?? DefaultUnansweredLimit;
+    private (int Attempt, DeployReadiness Readiness)? _current;
+
+    /// <summary>A subtask reported the outcome of its deployment; ignored unless it belongs to the attempt being deployed. Completes at once.</summary>
+    public Task OnSubtaskReady(SubtaskId subtask, DeployResult result)
+    {
+        ArgumentNullException.ThrowIfNull(result);
+        if (_current is { } current && current.Attempt == subtask.Attempt)
+        {
+            current.Readiness.Report(subtask, result);
+        }
+
+        return Task.CompletedTask;
+    }
 
     /// <summary>Deploys and starts the attempt of <paramref name="request"/>; the roster then holds its subtasks.</summary>
     public async Task<(DeployOutcome Outcome, JobFailure? Failure)> DeployAsync(AttemptRequest request, Func<bool> isCurrent)
@@ -66,19 +97,21 @@ internal sealed class AttemptDeployer(ISubtaskGateway subtasks, SubtaskRoster ro
         ArgumentNullException.ThrowIfNull(isCurrent);
         var (plan, spec, attempt) = (request.Plan, request.Spec, request.Attempt);
         var ids = plan.Chains.SelectMany(c => Enumerable.Range(0, c.Parallelism).Select(i => new SubtaskId(request.JobId, c.Index, i, attempt))).ToArray();
+        var readiness = new DeployReadiness(ids);
         try
         {
             var splits = RestorePlanner.AssignSplits(plan, spec, request.Restore?.Manifest);
             var previous = ids.Select(id => request.Placement.TryGetValue(JobRecord.PlacementKey(id), out var silo) ? request.ActiveSilos.FirstOrDefault(s => s.ToString() == silo) : null).ToArray();
             var placement = PlacementPlanner.Assign(request.ActiveSilos, plan.Chains.Select(static c => c.Parallelism).ToArray(), previous);
             roster.Clear();
-            var deploys = new Task<DeployResult>[ids.Length];
+            _current = (attempt, readiness);
+            var deploys = new Task[ids.Length];
             for (var i = 0; i < ids.Length; i++)
             {
                 var id = ids[i];
                 var chain = plan.Chains[id.Chain];
                 roster.Set(id, new SubtaskStatus { Chain = chain.Name, Index = id.Index, Attempt = attempt, Parallelism = chain.Parallelism, IsSource = chain.IsSource, Silo = placement[i].ToString() });
-                deploys[i] = subtasks.DeployAsync(placement[i], new SubtaskDeployment
+                deploys[i] = StartDeployAsync(readiness, placement[i], new SubtaskDeployment
                 {
                     Spec = spec,
                     Subtask = id,
@@ -88,22 +121,26 @@ internal sealed class AttemptDeployer(ISubtaskGateway subtasks, SubtaskRoster ro
                 });
             }
 
-            var results = await Task.WhenAll(deploys);
-            if (!isCurrent())
+            await Task.WhenAll(deploys);
+            if (!await AwaitOutcomesAsync(readiness, isCurrent))
             {
                 return (DeployOutcome.Superseded, null);
             }
 
-            for (var i = 0; i < ids.Length; i++)
+            foreach (var id in ids)
             {
-                roster.Set(ids[i], roster[ids[i]] with { Silo = results[i].Silo, KeyGroups = results[i].KeyGroups, State = SubtaskState.Ready, Restore = results[i].Restore });
-                request.Placement[JobRecord.PlacementKey(ids[i])] = results[i].Silo;
+                if (readiness.ResultOf(id) is { } result)
+                {
+                    roster.Set(id, roster[id] with { Silo = result.Silo, KeyGroups = result.KeyGroups, State = result.Failure is null ? SubtaskState.Ready : SubtaskState.Failed, Restore = result.Restore ?? roster[id].Restore });
+                    request.Placement[JobRecord.PlacementKey(id)] = result.Silo;
+                }
             }
 
-            if (results.FirstOrDefault(static r => r.Failure is not null) is { } failed)
+            if (readiness.FirstFailure is { } failed)
             {
+                logger.LogWarning("Attempt {Attempt} of job {Job}: subtask {Subtask} could not be deployed: {Failure}", attempt, request.JobId, failed.Subtask, failed.Result.Failure);
                 await roster.ReleaseAsync(attempt, StopReason.Failover);
-                return (failed.RestoreFailed ? DeployOutcome.RestoreFailed : DeployOutcome.Failed, failed.Failure);
+                return (failed.Result.RestoreFailed ? DeployOutcome.RestoreFailed : DeployOutcome.Failed, failed.Result.Failure);
             }
 
             // Restore gate: nothing starts before every subtask reported its state ready.
@@ -112,6 +149,8 @@ internal sealed class AttemptDeployer(ISubtaskGateway subtasks, SubtaskRoster ro
             {
                 return (DeployOutcome.Superseded, null);
             }
+
+            roster.Heard(ids, time.GetUtcNow());
 
             // The coordinator runs before the job reports Running, so a client that saw Running can trigger a checkpoint.
             if (spec.Checkpointing.Enabled)
@@ -139,6 +178,90 @@ internal sealed class AttemptDeployer(ISubtaskGateway subtasks, SubtaskRoster ro
         {
             logger.LogError(ex, "Deploying attempt {Attempt} of job {Job} failed", attempt, request.JobId);
             return (DeployOutcome.Failed, JobFailure.FromException(ex, JobFailureKind.Runtime, operatorUid: null, subtaskIndex: -1));
+        }
+        finally
+        {
+            if (_current?.Readiness == readiness)
+            {
+                _current = null;
+            }
+        }
+    }
+
+    /// <summary>Sends one deploy call; a call that fails (the silo refused or is gone) is that subtask's failed outcome.</summary>
+    private async Task StartDeployAsync(DeployReadiness readiness, SiloAddress silo, SubtaskDeployment deployment)
+    {
+        try
+        {
+            await subtasks.DeployAsync(silo, deployment);
+        }
+        catch (Exception ex)
+        {
+            logger.LogWarning(ex, "Subtask {Subtask} did not accept its deployment", deployment.Subtask);
+            readiness.Report(deployment.Subtask, new DeployResult { Silo = silo.ToString(), Failure = JobFailure.FromException(ex, JobFailureKind.Runtime, operatorUid: null, deployment.Subtask.Index) });
+        }
+    }
+
+    /// <summary>
+    /// Waits until every subtask has an outcome or one failed, polling those without one every poll interval; false when
+    /// the job moved on meanwhile (checked at least once per poll interval).
+    /// </summary>
+    private async Task<bool> AwaitOutcomesAsync(DeployReadiness readiness, Func<bool> isCurrent)
+    {
+        var lastAnswer = readiness.Pending.ToDictionary(static id => id, _ => time.GetUtcNow());
+        var nextPoll = time.GetUtcNow() + _pollInterval;
+        while (!readiness.IsDecided)
+        {
+            if (!isCurrent())
+            {
+                return false;
+            }
+
+            var wait = nextPoll - time.GetUtcNow();
+            if (wait > TimeSpan.Zero)
+            {
+                await Task.WhenAny(readiness.Changed, Task.Delay(wait, time));
+                continue;
+            }
+
+            await PollAsync(readiness, lastAnswer, isCurrent);
+            nextPoll = time.GetUtcNow() + _pollInterval;
+        }
+
+        return isCurrent();
+    }
+
+    /// <summary>Asks every subtask without an outcome for its deploy state, takes the outcomes found and the restores' progress.</summary>
+    private async Task PollAsync(DeployReadiness readiness, Dictionary<SubtaskId, DateTimeOffset> lastAnswer, Func<bool> isCurrent)
+    {
+        var pending = readiness.Pending;
+        var states = await Task.WhenAll(pending.Select(subtasks.GetDeployStateAsync));
+        if (!isCurrent())
+        {
+            return;
+        }
+
+        var now = time.GetUtcNow();
+        for (var i = 0; i < pending.Length; i++)
+        {
+            var id = pending[i];
+            var silo = roster.TryGet(id)?.Silo ?? string.Empty;
+            switch (states[i])
+            {
+                case { Phase: SubtaskDeployPhase.Done, Result: { } result }:
+                    readiness.Report(id, result);
+                    break;
+                case { Phase: SubtaskDeployPhase.Opening } opening:
+                    lastAnswer[id] = now;
+                    roster.Update(id, s => s with { Silo = opening.Silo ?? s.Silo, Restore = opening.Restore ?? s.Restore });
+                    break;
+                case { } lost:
+                    readiness.Report(id, new DeployResult { Silo = lost.Silo ?? silo, Failure = JobFailure.Of(JobFailureKind.Runtime, $"subtask {id} lost its deployment: its grain on silo {lost.Silo} holds none (its silo, or the silo that held its directory entry, was lost)", id.Index) });
+                    break;
+                case null when now - lastAnswer[id] >= _unansweredLimit:
+                    readiness.Report(id, new DeployResult { Silo = silo, Failure = JobFailure.Of(JobFailureKind.Runtime, $"subtask {id} on silo {silo} answered no poll of its deployment for {now - lastAnswer[id]}", id.Index) });
+                    break;
+            }
         }
     }
 }

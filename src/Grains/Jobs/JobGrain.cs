@@ -223,7 +223,7 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
     public Task OnSubtaskFailed(SubtaskId subtask, JobFailure failure) =>
         _record is null || subtask.Attempt != _record.Attempt ? Task.CompletedTask : _failover.FailoverAsync(failure, subtask.Attempt);
 
-    public Task Heartbeat(SubtaskId subtask)
+    public Task Heartbeat(SubtaskId subtask, SubtaskHeartbeat heartbeat)
     {
         if (_recordUnknown)
         {
@@ -236,10 +236,16 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
             // A subtask of an older attempt (or of a job that ended) whose stop did not reach it: stop it now.
             var reason = _record is null || State.IsTerminal() ? StopReason.JobEnded : StopReason.Failover;
             _ = GrainFactory.GetGrain<ISubtaskGrain>(subtask.GrainKey).Cancel(reason);
+            return Task.CompletedTask;
         }
 
-        return Task.CompletedTask;
+        // The state repeats a failure or finish whose one-way report may have been lost (both are handled once).
+        return subtask.Attempt != _record.Attempt || !_subtasks.Heard(subtask, _time.GetUtcNow()) || State != JobState.Running ? Task.CompletedTask
+            : heartbeat.State == SubtaskState.Failed ? OnSubtaskFailed(subtask, heartbeat.Failure ?? JobFailure.Of(JobFailureKind.Runtime, $"subtask {subtask} failed", subtask.Index))
+            : heartbeat.State == SubtaskState.Finished ? OnSubtaskFinished(subtask) : Task.CompletedTask;
     }
+
+    public Task OnSubtaskReady(SubtaskId subtask, DeployResult result) => _deployer?.OnSubtaskReady(subtask, result) ?? Task.CompletedTask;
 
     public Task OnCheckpointFailuresExceeded(int attempt, string reason) =>
         _record is null || attempt != _record.Attempt ? Task.CompletedTask : _failover.FailoverAsync(JobFailure.Of(JobFailureKind.CheckpointFailures, reason), attempt);
@@ -405,7 +411,7 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
             Placement = record.Placement,
             Epoch = record.Epoch,
         };
-        _deployer ??= new AttemptDeployer(_gateway, _subtasks, Coordinator, _logger);
+        _deployer ??= new AttemptDeployer(_gateway, _subtasks, Coordinator, _logger, _time);
         var (outcome, failure) = await _deployer.DeployAsync(request, () => attempt == record.Attempt && State is JobState.Deploying or JobState.Restarting);
         if (outcome == DeployOutcome.Started)
         {
@@ -421,18 +427,23 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
         return (outcome, failure);
     }
 
-    /// <summary>Fails over when a silo that hosts a subtask of the running attempt is no longer active; otherwise has the <see cref="CoordinatorWatch"/> check the coordinator.</summary>
-    private Task CheckSilosAsync()
+    /// <summary>
+    /// Fails over when a silo that hosts a subtask of the running attempt is no longer active or a subtask sends no
+    /// heartbeats; otherwise has the <see cref="CoordinatorWatch"/> check the coordinator.
+    /// </summary>
+    private async Task CheckSilosAsync()
     {
         if (_record is not { State: JobState.Running } record)
         {
-            return Task.CompletedTask;
+            return;
         }
 
         var attempt = record.Attempt;
-        return SiloWatchdog.FindLostSilo(_subtasks.Ordered, attempt, SiloWatchdog.ActiveSilos(_membership.CurrentSnapshot)) is { } failure
+        var failure = SiloWatchdog.FindLostSilo(_subtasks.Ordered, attempt, SiloWatchdog.ActiveSilos(_membership.CurrentSnapshot))
+            ?? await _subtasks.FindLostAsync(attempt, _time.GetUtcNow(), SubtaskRoster.HeartbeatTimeout);
+        await (failure is not null
             ? _failover.FailoverAsync(failure, attempt)
-            : _watch.CheckAsync(attempt, NextEpochAsync, () => State == JobState.Running && record.Attempt == attempt);
+            : _watch.CheckAsync(attempt, NextEpochAsync, () => State == JobState.Running && record.Attempt == attempt));
     }
 
     /// <summary>Raises the record's epoch and stores it; null when it could not be stored.</summary>

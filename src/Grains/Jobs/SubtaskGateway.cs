@@ -10,8 +10,15 @@ namespace StreamGrains.Grains.Jobs;
 /// </summary>
 internal interface ISubtaskGateway
 {
-    /// <summary>Deploys a subtask on <paramref name="silo"/> (a placement hint: a silo that left is replaced by the placement director).</summary>
-    Task<DeployResult> DeployAsync(SiloAddress silo, SubtaskDeployment deployment);
+    /// <summary>
+    /// Starts deploying a subtask on <paramref name="silo"/> (a placement hint: a silo that left is replaced by the placement
+    /// director); returns once the subtask accepted, before it restores anything. The outcome comes back by
+    /// <see cref="IJobGrain.OnSubtaskReady"/> or <see cref="GetDeployStateAsync"/>.
+    /// </summary>
+    Task DeployAsync(SiloAddress silo, SubtaskDeployment deployment);
+
+    /// <summary>How far the subtask's deployment got, or null when it cannot be had in time (its silo may be gone or busy).</summary>
+    Task<SubtaskDeployState?> GetDeployStateAsync(SubtaskId subtask);
 
     /// <summary>Starts a deployed subtask.</summary>
     Task StartAsync(SubtaskId subtask);
@@ -23,13 +30,13 @@ internal interface ISubtaskGateway
     Task CancelAsync(SubtaskId subtask, StopReason reason);
 }
 
-/// <summary>The subtask gateway over grain calls; status and stop calls give up after <see cref="CallTimeout"/>.</summary>
+/// <summary>The subtask gateway over grain calls; deploy-state, status and stop calls give up after <see cref="CallTimeout"/>.</summary>
 internal sealed class GrainSubtaskGateway(IGrainFactory grains, ILogger logger) : ISubtaskGateway
 {
-    /// <summary>How long a status or stop call may take before the subtask is taken as unreachable.</summary>
+    /// <summary>How long a deploy-state, status or stop call may take before the subtask is taken as unreachable.</summary>
     public static readonly TimeSpan CallTimeout = TimeSpan.FromSeconds(10);
 
-    public Task<DeployResult> DeployAsync(SiloAddress silo, SubtaskDeployment deployment)
+    public Task DeployAsync(SiloAddress silo, SubtaskDeployment deployment)
     {
         ArgumentNullException.ThrowIfNull(deployment);
 
@@ -46,6 +53,19 @@ internal sealed class GrainSubtaskGateway(IGrainFactory grains, ILogger logger) 
     }
 
     public Task StartAsync(SubtaskId subtask) => Subtask(subtask).Start();
+
+    public async Task<SubtaskDeployState?> GetDeployStateAsync(SubtaskId subtask)
+    {
+        try
+        {
+            return await Subtask(subtask).GetDeployState().WaitAsync(CallTimeout);
+        }
+        catch (Exception ex)
+        {
+            logger.LogDebug(ex, "Deploy state of subtask {Subtask} unavailable", subtask);
+            return null;
+        }
+    }
 
     public async Task<SubtaskStatus?> GetStatusAsync(SubtaskId subtask)
     {

@@ -14,10 +14,14 @@ namespace StreamGrains.Grains.Subtasks;
 
 /// <summary>The grain of one subtask: a thin shell that hands calls to its <see cref="SubtaskRunner"/>.</summary>
 /// <remarks>
-/// Reentrant so that batches, credits, checkpoint calls and status calls are never blocked behind a long deploy (a
-/// restore) or the mailbox loop; all of them run on the grain's scheduler one turn at a time, and only the mailbox loop
-/// (<see cref="SubtaskMailbox"/>) touches operators. While deployed it sends the job grain a heartbeat, which brings the job grain back if its silo was
-/// lost.
+/// <para>Reentrant so that batches, credits, checkpoint calls and status calls are never blocked behind the mailbox loop;
+/// all of them run on the grain's scheduler one turn at a time, and only the mailbox loop (<see cref="SubtaskMailbox"/>)
+/// touches operators.</para>
+/// <para>No call spans a long operation: <see cref="Deploy"/> starts the open (build the chain, restore state, open the
+/// operators, which may take minutes) in the background on the grain's scheduler and returns; the outcome goes to the job
+/// grain (<see cref="IJobGrain.OnSubtaskReady"/>) and is kept for <see cref="GetDeployState"/>, which the job grain polls
+/// in case that one-way report is lost. From its deploy on, the grain sends the job grain a heartbeat with its state,
+/// which brings the job grain back if its silo was lost and repeats a failure or finish whose report was lost.</para>
 /// </remarks>
 [GrainType("streamgrains.subtask")]
 [SubtaskPlacement]
@@ -36,8 +40,10 @@ internal sealed class SubtaskGrain(
     private static readonly TimeSpan HeartbeatInterval = TimeSpan.FromSeconds(2);
     private SubtaskRunner? _runner;
     private IGrainTimer? _heartbeat;
+    private bool _deployed;
+    private DeployResult? _deployResult;
 
-    public async Task<DeployResult> Deploy(SubtaskDeployment deployment)
+    public Task Deploy(SubtaskDeployment deployment)
     {
         ArgumentNullException.ThrowIfNull(deployment);
         var key = this.GetPrimaryKeyString();
@@ -46,11 +52,12 @@ internal sealed class SubtaskGrain(
             throw new ArgumentException($"Deployment for subtask {deployment.Subtask} was sent to grain {key}.", nameof(deployment));
         }
 
-        if (_runner is not null)
+        if (_deployed)
         {
             throw new InvalidOperationException($"Subtask {key} is already deployed.");
         }
 
+        _deployed = true;
         var runner = new SubtaskRunner(deployment, new SubtaskServices
         {
             Services = services,
@@ -65,21 +72,19 @@ internal sealed class SubtaskGrain(
         });
         _runner = runner;
         var job = GrainFactory.GetGrain<IJobGrain>(deployment.Subtask.Job.Value);
-        _heartbeat = this.RegisterGrainTimer(() => job.Heartbeat(deployment.Subtask), new GrainTimerCreationOptions { DueTime = HeartbeatInterval, Period = HeartbeatInterval, Interleave = true });
-        try
-        {
-            return await runner.OpenAsync(silo.SiloAddress.ToString());
-        }
-        catch (Exception ex)
-        {
-            logger.LogWarning(ex, "Subtask {Subtask} could not be deployed", key);
-            var restoreFailed = ex is RestoreException;
-            var failure = ex is OperatorException op
-                ? JobFailure.FromException(op.InnerException!, JobFailureKind.UserCode, op.OperatorUid, deployment.Subtask.Index)
-                : JobFailure.FromException(ex, restoreFailed ? JobFailureKind.RestoreFailed : ex is RestoreInterruptedException ? JobFailureKind.Storage : JobFailureKind.Runtime, operatorUid: null, deployment.Subtask.Index);
-            await ReleaseAsync(StopReason.Failover);
-            return new DeployResult { Silo = silo.SiloAddress.ToString(), Failure = failure, RestoreFailed = restoreFailed };
-        }
+        _heartbeat = this.RegisterGrainTimer(() => job.Heartbeat(deployment.Subtask, HeartbeatOf()), new GrainTimerCreationOptions { DueTime = HeartbeatInterval, Period = HeartbeatInterval, Interleave = true });
+
+        // Started on this turn, so the open runs on the grain's scheduler; the call returns before the first await of a restore.
+        _ = OpenAsync(runner, deployment, job);
+        return Task.CompletedTask;
+    }
+
+    public Task<SubtaskDeployState> GetDeployState()
+    {
+        var address = silo.SiloAddress.ToString();
+        return Task.FromResult(_deployResult is { } result ? new SubtaskDeployState { Phase = SubtaskDeployPhase.Done, Result = result, Silo = address }
+            : _runner is { } runner ? new SubtaskDeployState { Phase = SubtaskDeployPhase.Opening, Restore = runner.Restore, Silo = address }
+            : new SubtaskDeployState { Phase = SubtaskDeployPhase.None, Silo = address });
     }
 
     public Task Start()
@@ -182,4 +187,44 @@ internal sealed class SubtaskGrain(
 
         DeactivateOnIdle();
     }
+
+    /// <summary>Opens the runner and reports the outcome; a failed open releases the runner but keeps the outcome for polls and heartbeats until the job grain stops the subtask.</summary>
+    private async Task OpenAsync(SubtaskRunner runner, SubtaskDeployment deployment, IJobGrain job)
+    {
+        DeployResult result;
+        try
+        {
+            result = await runner.OpenAsync(silo.SiloAddress.ToString());
+        }
+        catch (Exception ex)
+        {
+            logger.LogWarning(ex, "Subtask {Subtask} could not be deployed", deployment.Subtask);
+            var restoreFailed = ex is RestoreException;
+            var failure = ex is OperatorException op
+                ? JobFailure.FromException(op.InnerException!, JobFailureKind.UserCode, op.OperatorUid, deployment.Subtask.Index)
+                : JobFailure.FromException(ex, restoreFailed ? JobFailureKind.RestoreFailed : ex is RestoreInterruptedException ? JobFailureKind.Storage : JobFailureKind.Runtime, operatorUid: null, deployment.Subtask.Index);
+            result = new DeployResult { Silo = silo.SiloAddress.ToString(), Failure = failure, RestoreFailed = restoreFailed };
+            if (_runner == runner)
+            {
+                _runner = null;
+                await runner.StopAsync(StopReason.Failover);
+            }
+        }
+
+        _deployResult = result;
+        try
+        {
+            await job.OnSubtaskReady(deployment.Subtask, result);
+        }
+        catch (Exception ex)
+        {
+            // The job grain polls the deploy state as well: a lost report costs a poll interval, not the attempt.
+            logger.LogDebug(ex, "Subtask {Subtask} could not report its deployment to the job grain", deployment.Subtask);
+        }
+    }
+
+    /// <summary>The heartbeat: the runner's state, or Failed with the deploy's failure once a failed open released the runner.</summary>
+    private SubtaskHeartbeat HeartbeatOf() => _runner is { } runner
+        ? new SubtaskHeartbeat { State = runner.State, Failure = runner.Failure }
+        : new SubtaskHeartbeat { State = SubtaskState.Failed, Failure = _deployResult?.Failure };
 }

@@ -17,6 +17,9 @@ internal sealed class SubtaskLifecycle(SubtaskId subtask, ISubtaskListener liste
 {
     public SubtaskState State { get; private set; } = SubtaskState.Created;
 
+    /// <summary>Why the subtask failed, once it has (repeated in its heartbeats).</summary>
+    public JobFailure? Failure { get; private set; }
+
     /// <summary>Every operator is open and its state restored.</summary>
     public void Opened() => State = SubtaskState.Ready;
 
@@ -54,6 +57,7 @@ internal sealed class SubtaskLifecycle(SubtaskId subtask, ISubtaskListener liste
         var failure = exception is OperatorException op
             ? JobFailure.FromException(op.InnerException!, JobFailureKind.UserCode, op.OperatorUid, subtask.Index)
             : JobFailure.FromException(exception, JobFailureKind.Runtime, operatorUid: null, subtask.Index);
+        Failure = failure;
         logger.LogWarning(exception, "Subtask {Subtask} failed: {Failure}", subtask, failure);
         listener.OnFailed(subtask, failure);
     }

@@ -56,6 +56,12 @@ internal sealed class SubtaskRunner : IAsyncDisposable
 
     public SubtaskState State => _lifecycle.State;
 
+    /// <summary>Why the subtask failed, once it has.</summary>
+    public JobFailure? Failure => _lifecycle.Failure;
+
+    /// <summary>The restore's progress so far, when the subtask restores state.</summary>
+    public RestoreProgress? Restore => _restore;
+
     /// <summary>Builds the chain from the spec, restores state and opens every operator; the subtask is then ready.</summary>
     /// <exception cref="StreamGrains.State.Restore.RestoreException">When the state to restore cannot be read.</exception>
     public async Task<DeployResult> OpenAsync(string silo)

@@ -53,6 +53,7 @@ public static class KeyedStateRestorer
         Directory.CreateDirectory(targetDirectory);
         var total = handle.Files.Sum(static f => f.Length);
         var state = new Progress(checkpointId, handle.Files.Count, total, progress);
+        state.Begin();
         if (localCopy is not null && HasAllFiles(localCopy, handle))
         {
             foreach (var file in handle.Files)
@@ -159,6 +160,15 @@ public static class KeyedStateRestorer
         private long _bytesDone;
         private long _downloaded;
         private long _linked;
+
+        /// <summary>Reports the totals before any file is done, so that a long restore shows what it has to do from its start.</summary>
+        public void Begin()
+        {
+            lock (_lock)
+            {
+                sink?.Report(Current(completed: false));
+            }
+        }
 
         public void FileDone(long length, Source source)
         {

@@ -8,6 +8,7 @@ public sealed class AttemptDeployerTests
 {
     private static readonly SiloAddress SiloA = RecordingSubtaskGateway.Silo(11111);
     private static readonly SiloAddress SiloB = RecordingSubtaskGateway.Silo(22222);
+    private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(10);
 
     [Fact]
     public async Task Nothing_starts_before_every_subtask_is_deployed_and_the_coordinator_starts_after_the_subtasks()
@@ -163,10 +164,155 @@ public sealed class AttemptDeployerTests
         Assert.Equal(typeof(InvalidOperationException).FullName, failure.ExceptionType);
     }
 
+    [Fact]
+    public async Task Subtasks_that_report_ready_start_while_their_polls_still_answer_opening_and_reports_of_other_attempts_do_not_count()
+    {
+        var gateway = new RecordingSubtaskGateway { HoldDeploys = true };
+        var (deployer, roster) = Create(gateway, new RecordingCoordinator());
+        var request = Request(attempt: 2, checkpointing: true);
+        var ids = Ids(request);
+
+        var deploying = deployer.DeployAsync(request, static () => true);
+        await deployer.OnSubtaskReady(ids[0] with { Attempt = 1 }, RecordingSubtaskGateway.Ready(SiloA));
+        foreach (var id in ids.Skip(1))
+        {
+            await deployer.OnSubtaskReady(id, RecordingSubtaskGateway.Ready(SiloB));
+        }
+
+        await WaitForPollsAsync(gateway, ids.Length);
+        Assert.False(deploying.IsCompleted);
+        Assert.DoesNotContain(gateway.Calls, static c => c.StartsWith("start", StringComparison.Ordinal));
+        await deployer.OnSubtaskReady(ids[0], RecordingSubtaskGateway.Ready(SiloA));
+        var (outcome, failure) = await deploying;
+
+        Assert.Equal(DeployOutcome.Started, outcome);
+        Assert.Null(failure);
+        Assert.All(gateway.DeployStates.Values, static s => Assert.Equal(SubtaskDeployPhase.Opening, s!.Phase));
+        Assert.Equal(ids.Length, gateway.Calls.Count(static c => c.StartsWith("start", StringComparison.Ordinal)));
+        Assert.All(ids, id => Assert.Equal(SubtaskState.Ready, roster[id].State));
+    }
+
+    [Fact]
+    public async Task A_lost_ready_report_is_found_by_the_poll_which_also_brings_the_restore_progress_into_the_roster()
+    {
+        var gateway = new RecordingSubtaskGateway { HoldDeploys = true };
+        var (deployer, roster) = Create(gateway, new RecordingCoordinator());
+        var request = Request(attempt: 1, checkpointing: false);
+        var ids = Ids(request);
+        var progress = new RestoreProgress { CheckpointId = 7, FilesDone = 1, FilesTotal = 4, BytesDone = 100, BytesTotal = 400 };
+
+        var deploying = deployer.DeployAsync(request, static () => true);
+        gateway.DeployStates[ids[0]] = new SubtaskDeployState { Phase = SubtaskDeployPhase.Opening, Restore = progress, Silo = SiloB.ToString() };
+
+        // Two rounds of polls: the first one that saw the progress has been taken in when the second begins.
+        await WaitForPollsAsync(gateway, 2 * ids.Length);
+        foreach (var id in ids)
+        {
+            gateway.CompleteDeploy(id, RecordingSubtaskGateway.Ready(SiloB));
+        }
+
+        var (outcome, _) = await deploying;
+
+        Assert.Equal(DeployOutcome.Started, outcome);
+        Assert.Equal(progress, roster[ids[0]].Restore);
+        Assert.All(ids, id => Assert.Equal(SubtaskState.Ready, roster[id].State));
+    }
+
+    [Fact]
+    public async Task The_first_failed_subtask_fails_the_attempt_without_waiting_for_the_others_and_every_subtask_is_stopped()
+    {
+        var gateway = new RecordingSubtaskGateway { HoldDeploys = true };
+        var coordinator = new RecordingCoordinator();
+        var (deployer, _) = Create(gateway, coordinator);
+        var request = Request(attempt: 5, checkpointing: true);
+        var ids = Ids(request);
+        var failure = JobFailure.Of(JobFailureKind.Storage, "storage unreachable", 1);
+
+        var deploying = deployer.DeployAsync(request, static () => true);
+        gateway.CompleteDeploy(ids[1], new DeployResult { Silo = SiloA.ToString(), Failure = failure });
+        var (outcome, reported) = await deploying;
+
+        Assert.Equal(DeployOutcome.Failed, outcome);
+        Assert.Same(failure, reported);
+        Assert.DoesNotContain(gateway.Calls, static c => c.StartsWith("start", StringComparison.Ordinal));
+        Assert.Empty(coordinator.Starts);
+        Assert.Equal(ids.Length, gateway.Calls.Count(static c => c.StartsWith("cancel", StringComparison.Ordinal) && c.EndsWith("/a5 Failover", StringComparison.Ordinal)));
+    }
+
+    [Fact]
+    public async Task A_subtask_whose_grain_holds_no_deployment_or_refused_it_fails_the_attempt_as_a_runtime_failure()
+    {
+        var lostGateway = new RecordingSubtaskGateway { HoldDeploys = true };
+        var (lostDeployer, _) = Create(lostGateway, new RecordingCoordinator());
+        var request = Request(attempt: 1, checkpointing: false);
+        var lostId = Ids(request)[1];
+        var lostDeploying = lostDeployer.DeployAsync(request, static () => true);
+        lostGateway.DeployStates[lostId] = new SubtaskDeployState { Phase = SubtaskDeployPhase.None, Silo = SiloB.ToString() };
+        var (lostOutcome, lost) = await lostDeploying;
+
+        var refusingGateway = new RecordingSubtaskGateway { Refuse = static d => d.Subtask.Index == 0 ? new TimeoutException("no answer") : null };
+        var (refusingDeployer, _) = Create(refusingGateway, new RecordingCoordinator());
+        var (refusedOutcome, refused) = await refusingDeployer.DeployAsync(Request(attempt: 1, checkpointing: false), static () => true);
+
+        Assert.Equal((DeployOutcome.Failed, JobFailureKind.Runtime, lostId.Index), (lostOutcome, lost!.Kind, lost.SubtaskIndex));
+        Assert.Contains("lost its deployment", lost.Message, StringComparison.Ordinal);
+        Assert.Equal((DeployOutcome.Failed, JobFailureKind.Runtime, typeof(TimeoutException).FullName), (refusedOutcome, refused!.Kind, refused.ExceptionType));
+    }
+
+    [Fact]
+    public async Task A_subtask_that_answers_no_poll_for_the_limit_fails_the_attempt()
+    {
+        var gateway = new RecordingSubtaskGateway { HoldDeploys = true };
+        var roster = new SubtaskRoster(gateway);
+        var deployer = new AttemptDeployer(gateway, roster, new RecordingCoordinator(), NullLogger.Instance, TimeProvider.System, PollInterval, unansweredLimit: TimeSpan.FromMilliseconds(200));
+        var request = Request(attempt: 1, checkpointing: false);
+        var silent = Ids(request)[0];
+
+        var deploying = deployer.DeployAsync(request, static () => true);
+        gateway.DeployStates[silent] = null;
+        var (outcome, failure) = await deploying;
+
+        Assert.Equal(DeployOutcome.Failed, outcome);
+        Assert.Equal(silent.Index, failure!.SubtaskIndex);
+        Assert.Contains("answered no poll", failure.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task An_attempt_superseded_while_its_subtasks_restore_stops_waiting_and_starts_nothing()
+    {
+        var gateway = new RecordingSubtaskGateway { HoldDeploys = true };
+        var coordinator = new RecordingCoordinator();
+        var (deployer, _) = Create(gateway, coordinator);
+        var request = Request(attempt: 3, checkpointing: true);
+        var current = true;
+
+        var deploying = deployer.DeployAsync(request, () => Volatile.Read(ref current));
+        await WaitForPollsAsync(gateway, Ids(request).Length);
+        Volatile.Write(ref current, false);
+        var (outcome, failure) = await deploying;
+        await deployer.OnSubtaskReady(Ids(request)[0], RecordingSubtaskGateway.Ready(SiloA));
+
+        Assert.Equal(DeployOutcome.Superseded, outcome);
+        Assert.Null(failure);
+        Assert.DoesNotContain(gateway.Calls, static c => c.StartsWith("start", StringComparison.Ordinal));
+        Assert.Empty(coordinator.Starts);
+    }
+
+    private static SubtaskId[] Ids(AttemptRequest request) =>
+        request.Plan.Chains.SelectMany(c => Enumerable.Range(0, c.Parallelism).Select(i => new SubtaskId(request.JobId, c.Index, i, request.Attempt))).ToArray();
+
+    private static async Task WaitForPollsAsync(RecordingSubtaskGateway gateway, int polls)
+    {
+        for (var i = 0; i < polls; i++)
+        {
+            Assert.True(await gateway.Polls.WaitAsync(TimeSpan.FromSeconds(30)), "the deployer stopped polling");
+        }
+    }
+
     private static (AttemptDeployer Deployer, SubtaskRoster Roster) Create(RecordingSubtaskGateway gateway, RecordingCoordinator coordinator)
     {
         var roster = new SubtaskRoster(gateway);
-        return (new AttemptDeployer(gateway, roster, coordinator, NullLogger.Instance), roster);
+        return (new AttemptDeployer(gateway, roster, coordinator, NullLogger.Instance, TimeProvider.System, PollInterval), roster);
     }
 
     private static AttemptRequest Request(int attempt, bool checkpointing)

@@ -6,11 +6,12 @@ using StreamGrains.Snapshots;
 
 namespace StreamGrains.Grains.Tests;
 
-/// <summary>A subtask gateway that records every call and answers deploys with results the test chooses.</summary>
+/// <summary>
+/// A subtask gateway that records every call; deploys are accepted at once, and polls of the deploy state answer what the
+/// test chooses (by default the outcome at once).
+/// </summary>
 internal sealed class RecordingSubtaskGateway : ISubtaskGateway
 {
-    private readonly ConcurrentDictionary<SubtaskId, TaskCompletionSource<DeployResult>> _deploys = new();
-
     public ConcurrentQueue<string> Calls { get; } = new();
 
     public ConcurrentDictionary<SubtaskId, SubtaskDeployment> Deployed { get; } = new();
@@ -20,26 +21,45 @@ internal sealed class RecordingSubtaskGateway : ISubtaskGateway
     /// <summary>The status each subtask answers (null: it does not answer).</summary>
     public ConcurrentDictionary<SubtaskId, SubtaskStatus?> Statuses { get; } = new();
 
-    /// <summary>When set, deploys wait until the test completes them with <see cref="CompleteDeploy"/>; otherwise they succeed at once.</summary>
+    /// <summary>The deploy state each subtask answers to a poll (null: it does not answer).</summary>
+    public ConcurrentDictionary<SubtaskId, SubtaskDeployState?> DeployStates { get; } = new();
+
+    /// <summary>When set, deployed subtasks answer polls as still opening until the test completes them with <see cref="CompleteDeploy"/>; otherwise with their outcome at once.</summary>
     public bool HoldDeploys { get; init; }
 
     public Func<SubtaskDeployment, DeployResult?>? Answer { get; init; }
 
-    public Task<DeployResult> DeployAsync(SiloAddress silo, SubtaskDeployment deployment)
+    /// <summary>The exception a deploy call fails with (null: the subtask accepts).</summary>
+    public Func<SubtaskDeployment, Exception?>? Refuse { get; init; }
+
+    public Task DeployAsync(SiloAddress silo, SubtaskDeployment deployment)
     {
         Calls.Enqueue($"deploy {deployment.Subtask.Chain}/{deployment.Subtask.Index}");
         Deployed[deployment.Subtask] = deployment;
         Hints[deployment.Subtask] = silo;
-        var pending = _deploys.GetOrAdd(deployment.Subtask, static _ => new TaskCompletionSource<DeployResult>(TaskCreationOptions.RunContinuationsAsynchronously));
-        if (!HoldDeploys)
+        if (Refuse?.Invoke(deployment) is { } refused)
         {
-            pending.TrySetResult(Answer?.Invoke(deployment) ?? Ready(silo));
+            return Task.FromException(refused);
         }
 
-        return pending.Task;
+        DeployStates[deployment.Subtask] = HoldDeploys
+            ? new SubtaskDeployState { Phase = SubtaskDeployPhase.Opening, Silo = silo.ToString() }
+            : Done(Answer?.Invoke(deployment) ?? Ready(silo));
+        return Task.CompletedTask;
     }
 
-    public void CompleteDeploy(SubtaskId subtask, DeployResult result) => _deploys[subtask].TrySetResult(result);
+    /// <summary>Polls of <paramref name="subtask"/> answer from now on that its deployment ended with <paramref name="result"/>.</summary>
+    public void CompleteDeploy(SubtaskId subtask, DeployResult result) => DeployStates[subtask] = Done(result);
+
+    /// <summary>Released once for every poll of a deploy state.</summary>
+    public SemaphoreSlim Polls { get; } = new(0);
+
+    public Task<SubtaskDeployState?> GetDeployStateAsync(SubtaskId subtask)
+    {
+        Calls.Enqueue($"poll {subtask.Chain}/{subtask.Index}/a{subtask.Attempt}");
+        Polls.Release();
+        return Task.FromResult(DeployStates.TryGetValue(subtask, out var state) ? state : null);
+    }
 
     public Task StartAsync(SubtaskId subtask)
     {
@@ -60,6 +80,8 @@ internal sealed class RecordingSubtaskGateway : ISubtaskGateway
     }
 
     public static DeployResult Ready(SiloAddress silo) => new() { Silo = silo.ToString() };
+
+    public static SubtaskDeployState Done(DeployResult result) => new() { Phase = SubtaskDeployPhase.Done, Result = result, Silo = result.Silo };
 
     public static SiloAddress Silo(int port) => SiloAddress.New(new IPEndPoint(IPAddress.Loopback, port), 1);
 }

@@ -63,5 +63,74 @@ public sealed class SubtaskRosterTests
         Assert.Empty(roster.Ordered);
     }
 
+    [Fact]
+    public async Task A_refresh_takes_the_status_of_a_subtask_still_opening_with_its_restore_progress()
+    {
+        var gateway = new RecordingSubtaskGateway();
+        var roster = new SubtaskRoster(gateway);
+        var opening = new SubtaskId(Job, 0, 0, 1);
+        roster.Set(opening, Status(0, 1, 0) with { State = SubtaskState.Created });
+        var progress = new RestoreProgress { CheckpointId = 3, BytesDone = 10, BytesTotal = 90 };
+        gateway.Statuses[opening] = Status(0, 1, 0) with { State = SubtaskState.Created, OpenedAt = DateTimeOffset.UnixEpoch, Restore = progress };
+
+        await roster.RefreshAsync(attempt: 1);
+
+        Assert.Equal(progress, roster[opening].Restore);
+    }
+
+    [Fact]
+    public async Task A_silent_subtask_whose_grain_holds_no_deployment_is_lost_and_only_silent_subtasks_of_the_attempt_are_asked()
+    {
+        var gateway = new RecordingSubtaskGateway();
+        var roster = new SubtaskRoster(gateway);
+        var start = new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero);
+        var timeout = TimeSpan.FromSeconds(15);
+        var beating = new SubtaskId(Job, 0, 0, 2);
+        var silent = new SubtaskId(Job, 0, 1, 2);
+        roster.Set(beating, Status(0, 2, 0) with { Silo = "silo-a" });
+        roster.Set(silent, Status(1, 2, 0) with { Silo = "silo-b" });
+        roster.Heard([beating, silent], start);
+        gateway.DeployStates[silent] = new SubtaskDeployState { Phase = SubtaskDeployPhase.None, Silo = "silo-c" };
+
+        Assert.False(roster.Heard(new SubtaskId(Job, 1, 0, 2), start));
+        Assert.True(roster.Heard(beating, start + TimeSpan.FromSeconds(10)));
+        Assert.Null(await roster.FindLostAsync(2, start + timeout, timeout));
+        Assert.Empty(gateway.Calls);
+        var failure = await roster.FindLostAsync(2, start + timeout + TimeSpan.FromSeconds(1), timeout);
+        Assert.Null(await roster.FindLostAsync(3, start + TimeSpan.FromMinutes(1), timeout));
+
+        Assert.NotNull(failure);
+        Assert.Equal((JobFailureKind.Runtime, silent.Index), (failure.Kind, failure.SubtaskIndex));
+        Assert.Contains(silent.ToString(), failure.Message, StringComparison.Ordinal);
+        Assert.Contains("holds no deployment", failure.Message, StringComparison.Ordinal);
+        Assert.Equal(["poll 0/1/a2"], gateway.Calls);
+        roster.Clear();
+        Assert.Null(await roster.FindLostAsync(2, start + TimeSpan.FromMinutes(1), timeout));
+    }
+
+    [Fact]
+    public async Task A_silent_subtask_that_answers_as_deployed_counts_as_heard_and_one_that_answers_nothing_is_lost_only_after_four_timeouts()
+    {
+        var gateway = new RecordingSubtaskGateway();
+        var roster = new SubtaskRoster(gateway);
+        var start = new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero);
+        var timeout = TimeSpan.FromSeconds(15);
+        var alive = new SubtaskId(Job, 0, 0, 1);
+        var unreachable = new SubtaskId(Job, 0, 1, 1);
+        roster.Set(alive, Status(0, 1, 0));
+        roster.Set(unreachable, Status(1, 1, 0));
+        roster.Heard([alive, unreachable], start);
+        gateway.DeployStates[alive] = RecordingSubtaskGateway.Done(RecordingSubtaskGateway.Ready(RecordingSubtaskGateway.Silo(11111)));
+
+        Assert.Null(await roster.FindLostAsync(1, start + (2 * timeout), timeout));
+        Assert.Null(await roster.FindLostAsync(1, start + (4 * timeout), timeout));
+        var failure = await roster.FindLostAsync(1, start + (4 * timeout) + TimeSpan.FromSeconds(1), timeout);
+
+        Assert.NotNull(failure);
+        Assert.Equal(unreachable.Index, failure.SubtaskIndex);
+        Assert.Contains("answered nothing", failure.Message, StringComparison.Ordinal);
+        Assert.Equal(2, gateway.Calls.Count(static c => c == "poll 0/0/a1"));
+    }
+
     private static SubtaskStatus Status(int index, int attempt, long recordsIn) => new() { Chain = "c", Index = index, Attempt = attempt, RecordsIn = recordsIn, State = SubtaskState.Ready };
 }
