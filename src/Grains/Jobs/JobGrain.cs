@@ -223,27 +223,14 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
     public Task OnSubtaskFailed(SubtaskId subtask, JobFailure failure) =>
         _record is null || subtask.Attempt != _record.Attempt ? Task.CompletedTask : _failover.FailoverAsync(failure, subtask.Attempt);
 
-    public Task Heartbeat(SubtaskId subtask, SubtaskHeartbeat heartbeat)
+    public Task Heartbeat(SubtaskId subtask, SubtaskHeartbeat heartbeat) => HeartbeatTriage.Of(_record, _recordUnknown, subtask, heartbeat, () => _subtasks.Heard(subtask, _time.GetUtcNow())) switch
     {
-        if (_recordUnknown)
-        {
-            // The record could not be read (yet): the job may well be running; nothing is stopped on a guess.
-            return Task.CompletedTask;
-        }
-
-        if (_record is null || subtask.Attempt < _record.Attempt || State.IsTerminal())
-        {
-            // A subtask of an older attempt (or of a job that ended) whose stop did not reach it: stop it now.
-            var reason = _record is null || State.IsTerminal() ? StopReason.JobEnded : StopReason.Failover;
-            _ = GrainFactory.GetGrain<ISubtaskGrain>(subtask.GrainKey).Cancel(reason);
-            return Task.CompletedTask;
-        }
-
-        // The state repeats a failure or finish whose one-way report may have been lost (both are handled once).
-        return subtask.Attempt != _record.Attempt || !_subtasks.Heard(subtask, _time.GetUtcNow()) || State != JobState.Running ? Task.CompletedTask
-            : heartbeat.State == SubtaskState.Failed ? OnSubtaskFailed(subtask, heartbeat.Failure ?? JobFailure.Of(JobFailureKind.Runtime, $"subtask {subtask} failed", subtask.Index))
-            : heartbeat.State == SubtaskState.Finished ? OnSubtaskFinished(subtask) : Task.CompletedTask;
-    }
+        HeartbeatAction.StopJobEnded => GrainFactory.GetGrain<ISubtaskGrain>(subtask.GrainKey).Cancel(StopReason.JobEnded),
+        HeartbeatAction.StopOldAttempt => GrainFactory.GetGrain<ISubtaskGrain>(subtask.GrainKey).Cancel(StopReason.Failover),
+        HeartbeatAction.Failed => OnSubtaskFailed(subtask, heartbeat.Failure ?? JobFailure.Of(JobFailureKind.Runtime, $"subtask {subtask} failed", subtask.Index)),
+        HeartbeatAction.Finished => OnSubtaskFinished(subtask),
+        _ => Task.CompletedTask,
+    };
 
     public Task OnSubtaskReady(SubtaskId subtask, DeployResult result) => _deployer?.OnSubtaskReady(subtask, result) ?? Task.CompletedTask;
 
@@ -427,10 +414,7 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
         return (outcome, failure);
     }
 
-    /// <summary>
-    /// Fails over when a silo that hosts a subtask of the running attempt is no longer active or a subtask sends no
-    /// heartbeats; otherwise has the <see cref="CoordinatorWatch"/> check the coordinator.
-    /// </summary>
+    /// <summary>Fails over when a subtask's silo left or a subtask is lost; otherwise has the <see cref="CoordinatorWatch"/> check the coordinator.</summary>
     private async Task CheckSilosAsync()
     {
         if (_record is not { State: JobState.Running } record)
