@@ -27,12 +27,7 @@ public sealed partial class BlobCheckpointStorage : IConditionalCheckpointStorag
             throw Failure("reading", path, ex);
         }
 
-        var content = result.Content.ToArray();
-        CheckpointStorageMetrics.Fetched(MetricsKind, content.Length);
-        if (result.Details.Metadata.TryGetValue(ChecksumMetadataKey, out var stored))
-        {
-            Checksums.Verify(path, new StoredObject(path, content.Length, stored), content.Length, Checksums.Of(content));
-        }
+        var content = CheckedContent(path, result);
 
         return new VersionedObject(content, result.Details.ETag.ToString());
     }

@@ -288,6 +288,12 @@ public sealed partial class BlobCheckpointStorage : ICheckpointStorage
             throw Failure("reading", path, ex);
         }
 
+        return CheckedContent(path, result);
+    }
+
+    /// <summary>The downloaded bytes of <paramref name="path"/>, counted and checked against the checksum stored with them (when there is one).</summary>
+    private static byte[] CheckedContent(string path, BlobDownloadResult result)
+    {
         var content = result.Content.ToArray();
         CheckpointStorageMetrics.Fetched(MetricsKind, content.Length);
         if (result.Details.Metadata.TryGetValue(ChecksumMetadataKey, out var stored))
