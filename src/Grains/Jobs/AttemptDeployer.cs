@@ -65,8 +65,28 @@ internal sealed record AttemptRequest
 /// </remarks>
 internal sealed class AttemptDeployer(ISubtaskGateway subtasks, SubtaskRoster roster, ICheckpointCoordinatorGrain coordinator, ILogger logger, TimeProvider time, TimeSpan? pollInterval = null, TimeSpan? unansweredLimit = null)
 {
+    /// <summary>How long a silo that a deploy call could not reach is left out of placements (unless no other silo is active).</summary>
+    public static readonly TimeSpan UnreachableFor = TimeSpan.FromSeconds(60);
+
+    // Silos a deploy call could not reach, and when. A killed silo stays Active in the membership until the cluster
+    // declares it dead (about 15 s with Orleans' defaults); without this, every restart in that time would place
+    // subtasks on it again, fail at once and use up the restart strategy.
+    private readonly Dictionary<SiloAddress, DateTimeOffset> _unreachable = [];
+
     /// <summary>What the coordinator was last started with (the job grain starts it again from this if it is lost).</summary>
     public CoordinatorStart? LastCoordinatorStart { get; private set; }
+
+    /// <summary>
+    /// The silos of <paramref name="active"/> that no deploy call failed to reach in the last <see cref="UnreachableFor"/>;
+    /// all of <paramref name="active"/> when that would leave none.
+    /// </summary>
+    public IReadOnlyList<SiloAddress> Reachable(IReadOnlyList<SiloAddress> active)
+    {
+        ArgumentNullException.ThrowIfNull(active);
+        var now = time.GetUtcNow();
+        var reachable = active.Where(s => !_unreachable.TryGetValue(s, out var at) || now - at >= UnreachableFor).ToArray();
+        return reachable.Length > 0 ? reachable : active;
+    }
 
     /// <summary>How often the deploy state of each subtask not yet ready is polled, by default.</summary>
     public static readonly TimeSpan DefaultPollInterval = TimeSpan.FromSeconds(2);
@@ -101,8 +121,9 @@ internal sealed class AttemptDeployer(ISubtaskGateway subtasks, SubtaskRoster ro
         try
         {
             var splits = RestorePlanner.AssignSplits(plan, spec, request.Restore?.Manifest);
-            var previous = ids.Select(id => request.Placement.TryGetValue(JobRecord.PlacementKey(id), out var silo) ? request.ActiveSilos.FirstOrDefault(s => s.ToString() == silo) : null).ToArray();
-            var placement = PlacementPlanner.Assign(request.ActiveSilos, plan.Chains.Select(static c => c.Parallelism).ToArray(), previous);
+            var silos = Reachable(request.ActiveSilos);
+            var previous = ids.Select(id => request.Placement.TryGetValue(JobRecord.PlacementKey(id), out var silo) ? silos.FirstOrDefault(s => s.ToString() == silo) : null).ToArray();
+            var placement = PlacementPlanner.Assign(silos, plan.Chains.Select(static c => c.Parallelism).ToArray(), previous);
             roster.Clear();
             _current = (attempt, readiness);
             var deploys = new Task[ids.Length];
@@ -198,6 +219,11 @@ internal sealed class AttemptDeployer(ISubtaskGateway subtasks, SubtaskRoster ro
         catch (Exception ex)
         {
             logger.LogWarning(ex, "Subtask {Subtask} did not accept its deployment", deployment.Subtask);
+            if (ex is OrleansMessageRejectionException or SiloUnavailableException or TimeoutException)
+            {
+                _unreachable[silo] = time.GetUtcNow();
+            }
+
             readiness.Report(deployment.Subtask, new DeployResult { Silo = silo.ToString(), Failure = JobFailure.FromException(ex, JobFailureKind.Runtime, operatorUid: null, deployment.Subtask.Index) });
         }
     }

@@ -260,6 +260,22 @@ public sealed class AttemptDeployerTests
     }
 
     [Fact]
+    public async Task A_silo_a_deploy_call_could_not_reach_is_left_out_of_the_next_placements_unless_it_is_the_only_one()
+    {
+        var gateway = new RecordingSubtaskGateway { Refuse = static d => d.Subtask is { Chain: 0, Index: 0 } ? new TimeoutException("unreachable") : null };
+        var (deployer, _) = Create(gateway, new RecordingCoordinator());
+        Assert.Equal([SiloA, SiloB], deployer.Reachable([SiloA, SiloB]));
+
+        var (outcome, _) = await deployer.DeployAsync(Request(attempt: 1, checkpointing: false), static () => true);
+        var left = deployer.Reachable([SiloA, SiloB]);
+        var unreachable = Assert.Single(new[] { SiloA, SiloB }.Except(left));
+
+        Assert.Equal(DeployOutcome.Failed, outcome);
+        Assert.Single(left);
+        Assert.Equal([unreachable], deployer.Reachable([unreachable]));
+    }
+
+    [Fact]
     public async Task A_subtask_that_answers_no_poll_for_the_limit_fails_the_attempt()
     {
         var gateway = new RecordingSubtaskGateway { HoldDeploys = true };
