@@ -36,7 +36,20 @@ internal static class GrainPlacementProbe
             var job = grains.GetGrain<IJobGrain>(id.Value);
             var coordinator = grains.GetGrain<ICheckpointCoordinatorGrain>(id.Value);
             Assert.Null(await job.GetStatus(refreshSubtasks: false));
-            Assert.Equal(0, (await coordinator.GetAttempt()).Attempt);
+
+            // The coordinator prefers the silo of its first caller; called from the client, that is whichever gateway
+            // handles the call, so each candidate hints another silo in turn.
+            var silos = cluster.Orleans.Silos;
+            RequestContext.Set(Orleans.Runtime.Placement.IPlacementDirector.PlacementHintKey, silos[i % silos.Count].SiloAddress);
+            try
+            {
+                Assert.Equal(0, (await coordinator.GetAttempt()).Attempt);
+            }
+            finally
+            {
+                RequestContext.Remove(Orleans.Runtime.Placement.IPlacementDirector.PlacementHintKey);
+            }
+
             if (accept(await management.GetActivationAddress(job), await management.GetActivationAddress(coordinator)))
             {
                 return id;
