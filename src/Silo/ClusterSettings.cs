@@ -38,6 +38,9 @@ internal sealed class ClusterSettings
     /// <summary>For <c>Localhost</c> clustering: the endpoint (ip:port) of the primary silo.</summary>
     public string? PrimarySiloEndpoint { get; set; }
 
+    /// <summary>Section <c>Cluster:Membership</c>: how fast a failed silo is declared dead.</summary>
+    public MembershipSettings Membership { get; set; } = new();
+
     public IEnumerable<string> Validate()
     {
         if (string.IsNullOrWhiteSpace(ClusterId) || string.IsNullOrWhiteSpace(ServiceId))
@@ -53,6 +56,11 @@ internal sealed class ClusterSettings
         if (!IPAddress.TryParse(AdvertisedIPAddress, out _))
         {
             yield return $"Cluster:AdvertisedIPAddress '{AdvertisedIPAddress}' is not an IP address.";
+        }
+
+        foreach (var error in Membership.Validate())
+        {
+            yield return error;
         }
 
         switch (Clustering)

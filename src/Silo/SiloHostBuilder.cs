@@ -21,6 +21,7 @@ internal static class SiloHostBuilder
             o.ClusterId = cluster.ClusterId;
             o.ServiceId = cluster.ServiceId;
         });
+        silo.Configure<ClusterMembershipOptions>(cluster.Membership.ApplyTo);
         silo.ConfigureEndpoints(IPAddress.Parse(cluster.AdvertisedIPAddress), cluster.SiloPort, cluster.GatewayPort, listenOnAnyHostAddress: ListensOnAllInterfaces(cluster));
         if (cluster.Clustering == "AzureStorage")
         {
@@ -52,7 +53,7 @@ internal static class SiloHostBuilder
         return
         [
             $"StreamGrains silo of cluster '{cluster.ClusterId}' (service '{cluster.ServiceId}'): silo port {cluster.SiloPort}, gateway port {cluster.GatewayPort}, advertised at {cluster.AdvertisedIPAddress}{listen}",
-            $"Clustering: {cluster.DescribeClustering()}",
+            $"Clustering: {cluster.DescribeClustering()}; failure detection: {cluster.Membership.Describe()}{(settings.Runtime.DeclareCrashedSilosDead ? ", a silo refusing connections is declared dead at once" : string.Empty)}",
             $"Checkpoints, savepoints and job records: {settings.Runtime.CheckpointStorage.Describe()}",
             $"Local state: {settings.Runtime.StateDirectory}",
         ];

@@ -1,4 +1,6 @@
 using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 
 namespace StreamGrains.Silo.Tests;
 
@@ -64,6 +66,43 @@ public sealed class HostSettingsTests
         Assert.Contains("StreamGrains:CheckpointStorage:Knd is not a known setting.", errors);
         Assert.Contains("Cluster:GatwayPort is not a known setting.", errors);
         Assert.Contains(errors, e => e.Contains("StreamGrains:BlockCacheMb", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Membership_settings_reach_the_silos_orleans_options_and_the_startup_summary()
+    {
+        var settings = Read(
+            new()
+            {
+                ["Cluster:Membership:ProbeTimeout"] = "00:00:02",
+                ["Cluster:Membership:MissedProbesLimit"] = "2",
+                ["Cluster:Membership:VotesForDeathDeclaration"] = "1",
+            },
+            out var errors);
+        var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder();
+        builder.UseOrleans(silo => SiloHostBuilder.Configure(silo, settings, []));
+        using var host = builder.Build();
+        var orleans = host.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<Orleans.Configuration.ClusterMembershipOptions>>().Value;
+        var summary = string.Join('\n', SiloHostBuilder.StartupSummary(settings));
+
+        Assert.Empty(errors);
+        Assert.Equal((TimeSpan.FromSeconds(2), 2, 1), (orleans.ProbeTimeout, orleans.NumMissedProbesLimit, orleans.NumVotesForDeathDeclaration));
+        Assert.Contains("failure detection: probe every 2 s, suspect after 2 missed, dead on 1 votes, a silo refusing connections is declared dead at once", summary, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Unset_membership_settings_keep_orleans_defaults_and_bad_ones_are_errors()
+    {
+        var defaults = Read([], out var none);
+        Read(new() { ["Cluster:Membership:ProbeTimeout"] = "00:00:00.010", ["Cluster:Membership:MissedProbesLimit"] = "0", ["Cluster:Membership:Probes"] = "3" }, out var errors);
+        var orleans = new Orleans.Configuration.ClusterMembershipOptions();
+        defaults.Cluster.Membership.ApplyTo(orleans);
+
+        Assert.Empty(none);
+        Assert.Equal((TimeSpan.FromSeconds(5), 3, 2), (orleans.ProbeTimeout, orleans.NumMissedProbesLimit, orleans.NumVotesForDeathDeclaration));
+        Assert.Contains(errors, e => e.StartsWith("Cluster:Membership:ProbeTimeout must be between", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.StartsWith("Cluster:Membership:MissedProbesLimit must be between 1 and 100", StringComparison.Ordinal));
+        Assert.Contains("Cluster:Membership:Probes is not a known setting.", errors);
     }
 
     [Fact]

@@ -13,7 +13,8 @@ public static class StreamGrainsSiloBuilderExtensions
 {
     /// <summary>
     /// Registers the job, subtask and collector grains, subtask placement, the batch transport, the RocksDB resources
-    /// shared by the silo's subtasks, and the <see cref="SiloDeparture"/> that moves jobs away when the silo stops.
+    /// shared by the silo's subtasks, the <see cref="CrashedSiloDetector"/> (with its call filter) that gets crashed
+    /// silos declared dead at once, and the <see cref="SiloDeparture"/> that moves jobs away when the silo stops.
     /// Options come from <paramref name="configure"/> and any other configuration of <see cref="StreamGrainsOptions"/>;
     /// they are validated when the silo starts. Membership and health monitoring get a <see cref="SiloStartClock"/>
     /// (see there why).
@@ -45,6 +46,8 @@ public static class StreamGrainsSiloBuilderExtensions
         builder.Services.TryAddSingleton(static sp => sp.GetRequiredService<IOptions<StreamGrainsOptions>>().Value.CheckpointStorage.Create());
         builder.Services.TryAddSingleton<SharedRestoreDownloads>();
         builder.Services.AddPlacementDirector<SubtaskPlacementStrategy, SubtaskPlacementDirector>();
+        builder.Services.TryAddSingleton<CrashedSiloDetector>();
+        builder.Services.AddSingleton<IOutgoingGrainCallFilter, CrashedSiloCallFilter>();
         builder.Services.TryAddSingleton<SiloDeparture>();
         builder.Services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>>(static sp => sp.GetRequiredService<SiloDeparture>());
         return builder;

@@ -30,7 +30,7 @@ namespace StreamGrains.Grains.Jobs;
 [CollectionAgeLimit(AlwaysActive = true)]
 internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
 {
-    private readonly IClusterMembershipService _membership;
+    private readonly CrashedSiloDetector _silos;
     private readonly ICheckpointStorage _storage;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
@@ -50,9 +50,9 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
     private AttemptDeployer? _deployer;
     private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    public JobGrain(IClusterMembershipService membership, ICheckpointStorage storage, IGrainFactory grains, Orleans.Serialization.Serializer serializer, TimeProvider time, ILogger<JobGrain> logger)
+    public JobGrain(CrashedSiloDetector silos, ICheckpointStorage storage, IGrainFactory grains, Orleans.Serialization.Serializer serializer, TimeProvider time, ILogger<JobGrain> logger)
     {
-        _membership = membership;
+        _silos = silos;
         _storage = storage;
         _time = time;
         _logger = logger;
@@ -385,6 +385,7 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
     public async Task<(DeployOutcome Outcome, JobFailure? Failure)> DeployAttemptAsync(int attempt, CompletedCheckpoint? restore, bool ownsFiles)
     {
         var record = _record!;
+        await _silos.SettleAsync();
         record.Epoch++;
         var request = new AttemptRequest
         {
@@ -394,7 +395,7 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
             Spec = record.Spec,
             Restore = restore,
             OwnsFiles = ownsFiles,
-            ActiveSilos = _membership.CurrentSnapshot.Members.Values.Where(m => m.Status == SiloStatus.Active && !_moves.IsLeaving(m.SiloAddress)).Select(static m => m.SiloAddress).ToArray(),
+            ActiveSilos = _silos.Membership.CurrentSnapshot.Members.Values.Where(m => m.Status == SiloStatus.Active && !_moves.IsLeaving(m.SiloAddress) && !_silos.IsDeclaredDead(m.SiloAddress)).Select(static m => m.SiloAddress).ToArray(),
             Placement = record.Placement,
             Epoch = record.Epoch,
         };
@@ -423,7 +424,7 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
         }
 
         var attempt = record.Attempt;
-        var failure = SiloWatchdog.FindLostSilo(_subtasks.Ordered, attempt, SiloWatchdog.ActiveSilos(_membership.CurrentSnapshot))
+        var failure = SiloWatchdog.FindLostSilo(_subtasks.Ordered, attempt, SiloWatchdog.ActiveSilos(_silos.Membership.CurrentSnapshot))
             ?? await _subtasks.FindLostAsync(attempt, _time.GetUtcNow(), SubtaskRoster.HeartbeatTimeout);
         await (failure is not null
             ? _failover.FailoverAsync(failure, attempt)
@@ -442,7 +443,6 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
         _watchdog?.Dispose();
         _watchdog = null;
     }
-
 
     private JobStatus Snapshot() => JobStatusSnapshot.Of(Id, _record!, _version, _subtasks.Ordered);
 }
