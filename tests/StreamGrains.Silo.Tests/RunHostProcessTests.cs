@@ -32,7 +32,7 @@ public sealed class RunHostProcessTests : IDisposable
         var clusterId = "host-test-" + Guid.NewGuid().ToString("N")[..6];
         var config = WriteConfig(new
         {
-            Cluster = new { ClusterId = clusterId, ServiceId = "host-test", Clustering = "Localhost", SiloPort = siloPort, GatewayPort = gatewayPort, PrimarySiloEndpoint = $"127.0.0.1:{siloPort}" },
+            Cluster = new { ClusterId = clusterId, ServiceId = "host-test", Clustering = "Localhost", SiloPort = siloPort, GatewayPort = gatewayPort, PrimarySiloEndpoint = $"127.0.0.1:{siloPort}", Membership = new { ProbeTimeout = "00:00:03" } },
             StreamGrains = new { DeleteLocalStateOnStop = false, CheckpointStorage = new { Kind = "FileSystem", Path = checkpoints } },
         });
 
@@ -41,6 +41,7 @@ public sealed class RunHostProcessTests : IDisposable
         await host.WaitForLineAsync("Ctrl+C stops it.", TimeSpan.FromMinutes(2));
         Assert.Contains(host.Output, l => l.Contains($"FileSystem {checkpoints}", StringComparison.Ordinal));
         Assert.Contains(host.Output, l => l.Contains($"Local state: {state}", StringComparison.Ordinal));
+        Assert.Contains(host.Output, l => l.Contains("failure detection: probe every 3 s", StringComparison.Ordinal));
         Assert.Contains(host.Output, l => l.Contains($"cluster '{clusterId}'", StringComparison.Ordinal) && l.Contains($"silo port {siloPort}, gateway port {gatewayPort}", StringComparison.Ordinal));
 
         await using var client = await ConnectAsync(host, new StreamGrainsClientOptions
