@@ -12,7 +12,9 @@ namespace StreamGrains.Grains;
 /// them a restart, fail.
 /// </summary>
 /// <remarks>
-/// <para>A check opens a TCP connection to the silo port of every other silo that the membership lists as Active. A
+/// <para>A check first connects to this silo's own silo port: when that is refused too (the silo is stopping, or the
+/// cluster does not use TCP, as Orleans' in-process test cluster), refusals prove nothing and the check ends. Otherwise
+/// it opens a TCP connection to the silo port of every other silo that the membership lists as Active. A
 /// refused connection (nothing listens on that port) means that silo's process is gone; after a second refused
 /// connection it is declared dead (<see cref="IClusterMembershipService.TryKill"/>), as the Kubernetes hosting does for a
 /// deleted pod. A silo that is slow, paused or unreachable (a timeout, not a refusal) is left to Orleans' probes, so
@@ -138,6 +140,13 @@ internal sealed class CrashedSiloDetector(
     private async Task<IReadOnlyList<SiloAddress>> CheckOnceAsync()
     {
         var self = localSilo.SiloAddress;
+        if (await IsRefusedAsync(self.Endpoint))
+        {
+            // This silo's own port refuses: it is stopping, or silos do not talk over TCP here (an in-memory transport,
+            // as in Orleans' in-process test cluster). Refusals then say nothing about other silos.
+            return [];
+        }
+
         var candidates = membership.CurrentSnapshot.Members.Values
             .Where(m => m.Status == SiloStatus.Active && !m.SiloAddress.Equals(self))
             .Select(static m => m.SiloAddress)
