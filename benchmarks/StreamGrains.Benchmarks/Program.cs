@@ -50,9 +50,10 @@ root.Subcommands.Add(checkpoint);
 var rounds = new Option<int>("--rounds") { Description = "Measured rounds; the summary reports medians (recovery --mode changelog: rounds of both modes, in alternating order).", DefaultValueFactory = _ => 3 };
 var local = new Option<bool>("--local") { Description = "Fail user code with every silo alive and recover from local copies, instead of killing a silo and downloading." };
 var copyRestore = new Option<bool>("--copy-restore") { Description = "Filesystem storage: copy stored SSTs on restore instead of hard-linking them." };
-var recovery = new Command("recovery", "Time from a failure to the first record processed after restore: incremental vs a raw download of the same bytes, or changelog vs incremental.") { mode, materialization, every, stateMb, storage, local, copyRestore, valueBytes, updateRate, stateParallelism, silos, seed, settle, rounds, processes };
+var coldCache = new Option<bool>("--cold-cache") { Description = "recovery: write back and drop the OS page cache before the failure and before the raw download, so both read storage cold (needs root on Linux; the summary says whether it happened)." };
+var recovery = new Command("recovery", "Time from a failure to the first record processed after restore: incremental vs a raw download of the same bytes, or changelog vs incremental.") { mode, materialization, every, stateMb, storage, local, copyRestore, coldCache, valueBytes, updateRate, stateParallelism, silos, seed, settle, rounds, processes };
 recovery.SetAction((r, ct) => RecoveryBenchmark.RunAsync(
-    new RecoverySettings(StateOf(r), r.GetValue(local), r.GetValue(copyRestore), r.GetValue(mode)!, TimeSpan.FromSeconds(r.GetValue(every)), TimeSpan.FromSeconds(r.GetValue(materialization)), TimeSpan.FromSeconds(r.GetValue(settle)), r.GetValue(rounds)), ct));
+    new RecoverySettings(StateOf(r), r.GetValue(local), r.GetValue(copyRestore), r.GetValue(mode)!, TimeSpan.FromSeconds(r.GetValue(every)), TimeSpan.FromSeconds(r.GetValue(materialization)), TimeSpan.FromSeconds(r.GetValue(settle)), r.GetValue(rounds), r.GetValue(coldCache)), ct));
 root.Subcommands.Add(recovery);
 
 var savepointMode = new Option<string>("--mode") { Description = "Checkpoint mode of the job: incremental or changelog.", DefaultValueFactory = _ => "incremental" };

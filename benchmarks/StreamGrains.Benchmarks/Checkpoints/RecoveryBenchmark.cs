@@ -3,7 +3,7 @@ using StreamGrains.State.Snapshots;
 
 namespace StreamGrains.Benchmarks.Checkpoints;
 
-internal sealed record RecoverySettings(StateSettings State, bool Local, bool CopyOnRestore, string Mode, TimeSpan Every, TimeSpan Materialization, TimeSpan Settle = default, int Rounds = 1);
+internal sealed record RecoverySettings(StateSettings State, bool Local, bool CopyOnRestore, string Mode, TimeSpan Every, TimeSpan Materialization, TimeSpan Settle = default, int Rounds = 1, bool ColdCache = false);
 
 /// <summary>
 /// Time to recover: a job holding <c>--state-mb</c> of keyed state is checkpointed, then a silo is killed (or, with
@@ -28,6 +28,7 @@ internal static class RecoveryBenchmark
         fields["local"] = settings.Local;
         fields["link_on_restore"] = settings.State.Storage == "filesystem" && !settings.CopyOnRestore;
         fields["settle_s"] = settings.Settle.TotalSeconds;
+        fields["cold_cache"] = settings.ColdCache;
         switch (settings.Mode)
         {
             case "incremental":
@@ -56,6 +57,7 @@ internal static class RecoveryBenchmark
             ["bytes_linked"] = run.Linked,
             ["raw_download_s"] = Report.Round(raw.Seconds),
             ["raw_bytes"] = raw.Bytes,
+            ["page_cache_dropped"] = run.PageCacheDropped,
             ["mttr_over_raw_download"] = raw.Seconds > 0 ? Report.Round(run.Mttr / raw.Seconds) : null,
             ["full_size_bytes"] = run.Checkpoint.FullSize,
             ["peak_working_set_mb"] = Report.PeakWorkingSetMb(),
@@ -182,6 +184,7 @@ internal static class RecoveryBenchmark
         }
 
         var dirtyAtFailure = BenchEnvironment.DirtyMegabytes();
+        var cacheDropped = settings.ColdCache && PageCache.Drop();
         DateTimeOffset failedAt;
         string failure;
         var trafficAtFailure = traffic.Now;
@@ -260,8 +263,9 @@ internal static class RecoveryBenchmark
         // subtasks that took state from storage used together (a restore from filesystem storage links the SSTs instead
         // of copying them, which is what it is compared with). Nothing came from storage with local recovery: no baseline.
         var files = downloaded + linked == 0 ? [] : manifest.Files().ToList();
+        var rawCold = settings.ColdCache && PageCache.Drop();
         var seconds = files.Count == 0 ? 0 : await environment.RawDownloadAsync(files, BenchEnvironment.TransfersPerSubtask * Math.Max(1, downloading));
-        return result with { RawDownload = new RawDownload(seconds, files.Sum(static f => f.Length)) };
+        return result with { RawDownload = new RawDownload(seconds, files.Sum(static f => f.Length)), PageCacheDropped = cacheDropped && rawCold };
     }
 
     /// <summary>The run with the median time to recover (the lower middle one of an even count).</summary>
@@ -307,5 +311,9 @@ internal static class RecoveryBenchmark
     private sealed record RawDownload(double Seconds, long Bytes);
 
     /// <summary>What one job measured; <see cref="Checkpoint"/> is the last checkpoint taken before the failure.</summary>
-    private sealed record Recovery(string Failure, double Mttr, double Ready, long Downloaded, long Linked, CheckpointStats Checkpoint, bool RestoredFromLatest, RawDownload? RawDownload);
+    private sealed record Recovery(string Failure, double Mttr, double Ready, long Downloaded, long Linked, CheckpointStats Checkpoint, bool RestoredFromLatest, RawDownload? RawDownload)
+    {
+        /// <summary>Whether the page cache was dropped before the failure and before the raw download (<c>--cold-cache</c>).</summary>
+        public bool PageCacheDropped { get; init; }
+    }
 }
