@@ -14,7 +14,8 @@ public static class StreamGrainsSiloBuilderExtensions
     /// <summary>
     /// Registers the job, subtask and collector grains, subtask placement, the batch transport, the RocksDB resources
     /// shared by the silo's subtasks, the <see cref="CrashedSiloDetector"/> (with its call filter) that gets crashed
-    /// silos declared dead at once, and the <see cref="SiloDeparture"/> that moves jobs away when the silo stops.
+    /// silos declared dead at once, the <see cref="ThreadPoolFloor"/>, and the <see cref="SiloDeparture"/> that moves jobs
+    /// away when the silo stops.
     /// Options come from <paramref name="configure"/> and any other configuration of <see cref="StreamGrainsOptions"/>;
     /// they are validated when the silo starts. Membership and health monitoring get a <see cref="SiloStartClock"/>
     /// (see there why).
@@ -48,6 +49,8 @@ public static class StreamGrainsSiloBuilderExtensions
         builder.Services.AddPlacementDirector<SubtaskPlacementStrategy, SubtaskPlacementDirector>();
         builder.Services.TryAddSingleton<CrashedSiloDetector>();
         builder.Services.AddSingleton<IOutgoingGrainCallFilter, CrashedSiloCallFilter>();
+        builder.Services.TryAddSingleton<ThreadPoolFloor>();
+        builder.Services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>>(static sp => sp.GetRequiredService<ThreadPoolFloor>());
         builder.Services.TryAddSingleton<SiloDeparture>();
         builder.Services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>>(static sp => sp.GetRequiredService<SiloDeparture>());
         return builder;
