@@ -323,7 +323,14 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
         {
             // Another activation owns the job now (Orleans created it when this one's directory entry was lost with its
             // silo): this one leaves, so that calls and heartbeats reach the activation that owns the record.
-            DeactivateOnIdle();
+            try
+            {
+                DeactivateOnIdle();
+            }
+            catch (InvalidOperationException)
+            {
+                // Orleans already deactivated it (a restart's continuation ran on after that): nothing left to leave.
+            }
         }
 
         return false;
