@@ -59,7 +59,8 @@ public sealed class StreamGrainsClient : IAsyncDisposable
 
     /// <summary>
     /// How long a call that is safe to repeat keeps being retried while the cluster is unreachable (a silo failed and
-    /// the cluster has not noticed yet) before it throws <see cref="ClusterUnavailableException"/>. Default 20 s.
+    /// the cluster has not noticed yet) before it throws <see cref="ClusterUnavailableException"/>, counted from its first
+    /// failure (a try through a killed silo's gateway fails only at Orleans' 30 s response timeout). Default 20 s.
     /// </summary>
     public TimeSpan TransientRetryTime { get; init; } = TimeSpan.FromSeconds(20);
 

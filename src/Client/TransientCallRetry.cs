@@ -8,7 +8,12 @@ namespace StreamGrains.Client;
 /// died and the cluster has not noticed yet, a grain is being re-created on another silo): with exponential back-off,
 /// for at most a bounded time, then as a <see cref="ClusterUnavailableException"/>. Other exceptions pass unchanged.
 /// </summary>
-/// <param name="budget">How long a call may keep failing transiently before it is given up.</param>
+/// <remarks>
+/// The budget counts from the first failure, not from the first try: a try sent through the gateway of a silo that was
+/// just killed fails only at Orleans' response timeout (30 s by default, longer than the default budget), and is then
+/// still tried again through a live gateway.
+/// </remarks>
+/// <param name="budget">How long a call may keep failing transiently (from its first failure) before it is given up.</param>
 /// <param name="time">The clock of the back-off.</param>
 internal sealed class TransientCallRetry(TimeSpan budget, TimeProvider time)
 {
@@ -24,7 +29,7 @@ internal sealed class TransientCallRetry(TimeSpan budget, TimeProvider time)
     /// <param name="cancellationToken">Stops the retries.</param>
     public async Task<T> RunAsync<T>(string what, Func<Task<T>> call, CancellationToken cancellationToken)
     {
-        var started = time.GetTimestamp();
+        long? firstFailure = null;
         var delay = InitialDelay;
         for (var tries = 1; ; tries++)
         {
@@ -34,7 +39,8 @@ internal sealed class TransientCallRetry(TimeSpan budget, TimeProvider time)
             }
             catch (Exception ex) when (IsTransient(ex))
             {
-                var elapsed = time.GetElapsedTime(started);
+                firstFailure ??= time.GetTimestamp();
+                var elapsed = time.GetElapsedTime(firstFailure.Value);
                 if (elapsed + delay > budget)
                 {
                     throw Unavailable(what, ex, tries, elapsed);

@@ -18,6 +18,9 @@ namespace StreamGrains.Testing;
 /// dies, even by SIGKILL. <see cref="DisposeAsync"/> kills every silo that still runs.</para>
 /// <para>With Localhost clustering silo 0 holds the membership table: once it is gone no silo can join (a replacement
 /// fails to start), as in production with that clustering.</para>
+/// <para>The client finds the cluster through a static list of gateways: those of the silos running when it connected.
+/// Once all of them are gone it cannot reach the cluster; <see cref="ReconnectAsync"/> connects a new one to the silos
+/// running now (<see cref="StartReplacementAsync"/> does so by itself when none of its gateways runs any more).</para>
 /// <para>Use <see cref="DescribeLogs"/> to attach the silos' output to a failed test's output.</para>
 /// </remarks>
 public sealed class SiloProcessCluster : IAsyncDisposable
@@ -27,6 +30,7 @@ public sealed class SiloProcessCluster : IAsyncDisposable
     private readonly string _checkpointDirectory;
     private readonly bool _ownsRoot;
     private StreamGrainsClient? _client;
+    private IReadOnlyList<SiloProcess> _clientGateways = [];
 
     private SiloProcessCluster(SiloProcessClusterOptions options)
     {
@@ -49,7 +53,10 @@ public sealed class SiloProcessCluster : IAsyncDisposable
     /// <summary>Every silo started so far, by index (killed and stopped ones included).</summary>
     public IReadOnlyList<SiloProcess> Silos => _silos;
 
-    /// <summary>A client connected to the gateways of the silos started by <see cref="StartAsync"/>.</summary>
+    /// <summary>
+    /// A client connected to the gateways of the silos started by <see cref="StartAsync"/>, or of those running at the
+    /// last <see cref="ReconnectAsync"/>. Read it again after a reconnect: the earlier client is disposed then.
+    /// </summary>
     /// <exception cref="InvalidOperationException">Before <see cref="StartAsync"/> completed.</exception>
     public StreamGrainsClient Client => _client ?? throw new InvalidOperationException("The cluster has not been started.");
 
@@ -70,7 +77,8 @@ public sealed class SiloProcessCluster : IAsyncDisposable
                 cluster.StartSilo();
             }
 
-            cluster._client = await cluster.ConnectAsync(cancellationToken);
+            // Every silo started must accept the client (ConnectAsync fails when one exits), not only those still running.
+            await cluster.UseClientAsync([.. cluster._silos], cancellationToken);
             await cluster.WaitForMembershipAsync(cancellationToken);
             return cluster;
         }
@@ -83,13 +91,41 @@ public sealed class SiloProcessCluster : IAsyncDisposable
 
     /// <summary>
     /// Starts one more silo with new ports and its own state directory (for example after one was killed) and waits
-    /// until the membership has every running silo Active. Returns it.
+    /// until the membership has every running silo Active. Returns it. When none of the silos whose gateways
+    /// <see cref="Client"/> knows runs any more, it first reconnects (<see cref="ReconnectAsync"/>); otherwise the
+    /// client keeps its gateways (call <see cref="ReconnectAsync"/> to add the new silo's).
     /// </summary>
     public async Task<SiloProcess> StartReplacementAsync(CancellationToken cancellationToken = default)
     {
         var silo = StartSilo();
+        if (_clientGateways.All(static s => s.HasExited))
+        {
+            await ReconnectAsync(cancellationToken);
+        }
+
         await WaitForMembershipAsync(cancellationToken);
         return silo;
+    }
+
+    /// <summary>
+    /// Connects a new <see cref="Client"/> to the gateways of every silo that runs now (retrying while they start, until
+    /// <see cref="SiloProcessClusterOptions.StartTimeout"/>) and disposes the previous one. Returns the new client.
+    /// </summary>
+    /// <remarks>
+    /// The client's gateway list is static (as with Orleans' static gateway clustering): it never learns of silos that
+    /// joined after it connected. Reconnect after silos were replaced, at the latest before the last of the client's
+    /// gateways is killed or stopped. Calls still running on the previous client fail once it is disposed.
+    /// </remarks>
+    /// <exception cref="InvalidOperationException">When no silo runs, or none accepted the client in time (with the silos' output).</exception>
+    public async Task<StreamGrainsClient> ReconnectAsync(CancellationToken cancellationToken = default)
+    {
+        var running = RunningSilos();
+        if (running.Count == 0)
+        {
+            throw new InvalidOperationException($"No silo runs: there is nothing to connect to.{Environment.NewLine}{DescribeLogs()}");
+        }
+
+        return await UseClientAsync(running, cancellationToken);
     }
 
     /// <summary>
@@ -197,14 +233,7 @@ public sealed class SiloProcessCluster : IAsyncDisposable
     {
         if (_client is not null)
         {
-            try
-            {
-                await _client.DisposeAsync();
-            }
-            catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException or InvalidOperationException)
-            {
-                // The client may fail to close cleanly when its gateways are gone.
-            }
+            await DisposeClientAsync(_client);
         }
 
         foreach (var silo in _silos)
@@ -227,6 +256,33 @@ public sealed class SiloProcessCluster : IAsyncDisposable
 
     private List<SiloProcess> RunningSilos() => [.. _silos.Where(static s => !s.HasExited)];
 
+    /// <summary>Connects a client to the gateways of <paramref name="silos"/>, makes it <see cref="Client"/> and disposes the previous one.</summary>
+    private async Task<StreamGrainsClient> UseClientAsync(IReadOnlyList<SiloProcess> silos, CancellationToken cancellationToken)
+    {
+        var client = await ConnectAsync(silos, cancellationToken);
+        var previous = _client;
+        _client = client;
+        _clientGateways = silos;
+        if (previous is not null)
+        {
+            await DisposeClientAsync(previous);
+        }
+
+        return client;
+    }
+
+    private static async Task DisposeClientAsync(StreamGrainsClient client)
+    {
+        try
+        {
+            await client.DisposeAsync();
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException or InvalidOperationException)
+        {
+            // The client may fail to close cleanly when its gateways are gone.
+        }
+    }
+
     /// <summary>Starts the next silo: free ports, its directory and settings file, the child process.</summary>
     private SiloProcess StartSilo()
     {
@@ -245,14 +301,14 @@ public sealed class SiloProcessCluster : IAsyncDisposable
         return silo;
     }
 
-    /// <summary>Connects a client to the gateways of every running silo, retrying until the start timeout.</summary>
-    private async Task<StreamGrainsClient> ConnectAsync(CancellationToken cancellationToken)
+    /// <summary>Connects a client to the gateways of <paramref name="silos"/>, retrying until the start timeout.</summary>
+    private async Task<StreamGrainsClient> ConnectAsync(IReadOnlyList<SiloProcess> silos, CancellationToken cancellationToken)
     {
-        var gateways = RunningSilos().Select(static s => new IPEndPoint(IPAddress.Loopback, s.Layout.GatewayPort)).ToList();
+        var gateways = silos.Select(static s => new IPEndPoint(IPAddress.Loopback, s.Layout.GatewayPort)).ToList();
         var deadline = DateTime.UtcNow + _options.StartTimeout;
         while (true)
         {
-            if (_silos.FirstOrDefault(static s => s.HasExited) is { } exited)
+            if (silos.FirstOrDefault(static s => s.HasExited) is { } exited)
             {
                 throw new InvalidOperationException($"Silo {exited.Index} exited with code {exited.ExitCode} while starting.{Environment.NewLine}{DescribeLogs()}");
             }

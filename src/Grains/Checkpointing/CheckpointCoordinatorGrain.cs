@@ -47,6 +47,7 @@ internal sealed class CheckpointCoordinatorGrain(ICheckpointStorage storage, Orl
     private EpochFence? _fence;
     private CheckpointIdReservation? _ids;
     private bool _stopPreparing;
+    private bool _reservedIdsLoaded;
 
     private string JobId => this.GetPrimaryKeyString();
 
@@ -72,9 +73,16 @@ internal sealed class CheckpointCoordinatorGrain(ICheckpointStorage storage, Orl
         _fence = new EpochFence(storage, serializer, logger, JobId, start.Epoch);
         var store = await LoadStoreAsync();
         _nextId = Math.Max(_nextId, Math.Max(store.Latest?.CheckpointId ?? 0, start.RestoredCheckpointId ?? 0) + 1);
+        if (start.Resumed || !_reservedIdsLoaded)
+        {
+            // A new activation (the previous one may have been lost with its silo, whether the job fails over or not)
+            // continues above every id reserved: a lost coordinator's checkpoint that never completed keeps its id.
+            _nextId = Math.Max(_nextId, await LoadReservedIdsAsync());
+            _reservedIdsLoaded = true;
+        }
+
         if (start.Resumed)
         {
-            _nextId = Math.Max(_nextId, await LoadReservedIdsAsync());
             logger.LogWarning("Job {Job}: checkpoint coordinator started again for attempt {Attempt} (epoch {Epoch}) after it was lost; checkpoints continue at id {Next}", JobId, start.Attempt, start.Epoch, _nextId);
         }
 

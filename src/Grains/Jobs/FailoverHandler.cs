@@ -23,6 +23,12 @@ internal interface IRestartableJob
     /// <summary>Writes the record to checkpoint storage; false when that failed.</summary>
     Task<bool> PersistAsync();
 
+    /// <summary>
+    /// Whether another activation of the job grain wrote the job's record since this one last read or wrote it (a
+    /// write was refused): this activation no longer owns the job and must not stop, deploy or restart anything.
+    /// </summary>
+    bool Superseded { get; }
+
     /// <summary>Stops watching the attempt's silos and stops its checkpoints.</summary>
     Task StopCheckpointingAsync(int attempt);
 
@@ -70,7 +76,7 @@ internal sealed class FailoverHandler(IRestartableJob job, CheckpointCleaner cle
     /// <summary>Handles the failure of <paramref name="failedAttempt"/>; nothing happens when the job has moved on from it or ended.</summary>
     public async Task FailoverAsync(JobFailure failure, int failedAttempt)
     {
-        if (job.Record is not { } record || record.State.IsTerminal() || record.State == JobState.Cancelling || failedAttempt != record.Attempt)
+        if (job.Superseded || job.Record is not { } record || record.State.IsTerminal() || record.State == JobState.Cancelling || failedAttempt != record.Attempt)
         {
             return;
         }
@@ -100,6 +106,11 @@ internal sealed class FailoverHandler(IRestartableJob job, CheckpointCleaner cle
                 record.Warnings.Add($"Attempt {old} failed and the job restarts ({restarts} of {record.Spec.EffectiveRestart.MaxAttempts} restarts): {failure}");
                 job.SetState(JobState.Restarting);
                 await QuietlyAsync(job.PersistAsync, "writing the job's record");
+                if (IsSuperseded())
+                {
+                    return;
+                }
+
                 await QuietlyAsync(() => job.ReleaseSubtasksAsync(old, StopReason.Failover), "stopping the subtasks of the failed attempt");
                 await Task.Delay(delay, time);
                 if (record.State != JobState.Restarting)
@@ -247,6 +258,11 @@ internal sealed class FailoverHandler(IRestartableJob job, CheckpointCleaner cle
 
             record.Attempt++;
             await job.PersistAsync();
+            if (IsSuperseded())
+            {
+                return (DeployOutcome.Superseded, null);
+            }
+
             var (outcome, failure) = await DeployAsync(record.Attempt, checkpoint, owned);
             if (outcome != DeployOutcome.RestoreFailed)
             {
@@ -265,7 +281,7 @@ internal sealed class FailoverHandler(IRestartableJob job, CheckpointCleaner cle
 
         record.Attempt++;
         await job.PersistAsync();
-        return await DeployAsync(record.Attempt, restore: null, ownsFiles: false);
+        return IsSuperseded() ? (DeployOutcome.Superseded, null) : await DeployAsync(record.Attempt, restore: null, ownsFiles: false);
     }
 
     /// <summary>Every path storage lists for the job, or null when the listing did not complete (then each file is asked for).</summary>
@@ -280,6 +296,22 @@ internal sealed class FailoverHandler(IRestartableJob job, CheckpointCleaner cle
             logger.LogWarning(ex, "Job {Job}: listing its files in checkpoint storage failed; each file is checked on its own", job.Id);
             return null;
         }
+    }
+
+    /// <summary>
+    /// Whether another activation of the job grain took the job over (its record write was refused): this one then stops
+    /// here, so that two activations never deploy and stop each other's attempts in turn (each would see the other's
+    /// subtasks as "already deployed" or lost, and the restarts would run out).
+    /// </summary>
+    private bool IsSuperseded()
+    {
+        if (!job.Superseded)
+        {
+            return false;
+        }
+
+        logger.LogWarning("Job {Job}: another activation of the job grain wrote its record; this activation stops, deploys and restarts nothing more", job.Id);
+        return true;
     }
 
     /// <summary>Deploys an attempt; an exception is a failed deploy (the restart strategy applies), not a hung restart.</summary>
@@ -332,6 +364,11 @@ internal sealed class FailoverHandler(IRestartableJob job, CheckpointCleaner cle
             record.Warnings.Add(reason);
             job.SetState(JobState.Restarting);
             await job.PersistAsync();
+            if (IsSuperseded())
+            {
+                return true;
+            }
+
             await job.ReleaseSubtasksAsync(attempt, StopReason.Failover);
             if (record.State == JobState.Restarting)
             {

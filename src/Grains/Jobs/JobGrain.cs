@@ -312,7 +312,31 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
         await _subtasks.ReleaseAsync(_record.Attempt, StopReason.JobEnded);
     }
 
-    public Task<bool> PersistAsync() => _records.WriteAsync(Id, _record!);
+    public async Task<bool> PersistAsync()
+    {
+        if (await _records.WriteAsync(Id, _record!))
+        {
+            return true;
+        }
+
+        if (_records.Superseded)
+        {
+            // Another activation owns the job now (Orleans created it when this one's directory entry was lost with its
+            // silo): this one leaves, so that calls and heartbeats reach the activation that owns the record.
+            try
+            {
+                DeactivateOnIdle();
+            }
+            catch (InvalidOperationException)
+            {
+                // Orleans already deactivated it (a restart's continuation ran on after that): nothing left to leave.
+            }
+        }
+
+        return false;
+    }
+
+    public bool Superseded => _records.Superseded;
 
     public void SetState(JobState state)
     {

@@ -42,6 +42,27 @@ public sealed class TransientCallRetryTests
     }
 
     [Fact]
+    public async Task A_try_that_failed_only_after_longer_than_the_budget_is_still_tried_again()
+    {
+        // As a call sent through the gateway of a killed silo: it fails at the response timeout, longer than the budget.
+        var retry = new TransientCallRetry(TimeSpan.FromMilliseconds(300), TimeProvider.System);
+        var calls = 0;
+
+        var answer = await retry.RunAsync("waiting for the savepoint", async () =>
+        {
+            if (++calls == 1)
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(600));
+                throw new TimeoutException("Response did not arrive on time");
+            }
+
+            return 42;
+        }, CancellationToken.None);
+
+        Assert.Equal((42, 2), (answer, calls));
+    }
+
+    [Fact]
     public async Task Other_exceptions_pass_unchanged_and_are_not_retried()
     {
         var retry = new TransientCallRetry(TimeSpan.FromSeconds(10), TimeProvider.System);

@@ -47,6 +47,28 @@ public sealed class CoordinatorSiloLossTests
     }
 
     [Fact]
+    public async Task A_new_coordinator_activation_continues_above_the_reserved_ids_even_when_it_is_not_resumed()
+    {
+        // What a coordinator lost with its silo leaves: ids reserved below 150, and perhaps a checkpoint in flight whose
+        // manifest was never written. When that silo also ran subtasks, the job fails over and the next attempt's
+        // coordinator is a new activation started without Resumed (here: the first attempt's, with the same storage).
+        const long Reserved = 150;
+        await using var cluster = await StreamGrainsCluster.StartAsync(new StreamGrainsClusterOptions { Silos = 1 });
+        var jobId = JobId.New();
+        await CheckpointTests.StorageOf(cluster).WriteAsync(
+            Checkpointing.CheckpointIdReservation.PathOf(jobId.Value), System.Text.Encoding.UTF8.GetBytes(Reserved.ToString(System.Globalization.CultureInfo.InvariantCulture)), overwrite: true, CancellationToken.None);
+        var parameters = JobParameters.Empty.With("events", 400_000).With("keys", 1_000).With("seed", 5).With("rate", 50_000).With("name", $"reserved-ids-{Guid.NewGuid():N}");
+        await cluster.SubmitAsync<ResilientCountJob>(parameters, parallelism: 1, configure: s => CheckpointTests.Checkpointed(s) with { JobId = jobId });
+        await cluster.Client.WaitForStateAsync(jobId, JobState.Running, Timeout);
+
+        var checkpoint = await cluster.Client.TriggerCheckpointAsync(jobId, Timeout);
+        await cluster.Client.CancelAsync(jobId);
+
+        Assert.Equal(CheckpointOutcome.Completed, checkpoint.Outcome);
+        Assert.True(checkpoint.CheckpointId >= Reserved, $"checkpoint {checkpoint.CheckpointId} reuses an id below the reserved {Reserved}");
+    }
+
+    [Fact]
     public async Task A_stop_with_savepoint_whose_coordinator_is_lost_fails_its_subtasks_resume_and_its_directory_is_deleted()
     {
         const long Events = 1_500_000;

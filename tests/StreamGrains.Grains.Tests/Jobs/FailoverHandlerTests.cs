@@ -31,6 +31,22 @@ public sealed class FailoverHandlerTests : IDisposable
     }
 
     [Fact]
+    public async Task An_activation_whose_record_write_is_refused_as_another_activations_stops_and_deploys_nothing()
+    {
+        var (older, latest) = await StoreTwoCheckpointsAsync();
+        var job = new FakeJob(Spec(maxRestarts: 3)) { Checkpoints = [latest, older], RefusePersist = true };
+        var handler = Handler(job);
+
+        await handler.FailoverAsync(Boom, failedAttempt: 1);
+        await handler.FailoverAsync(Boom, failedAttempt: 1);
+
+        // The other activation owns the attempt now: its subtasks are neither released nor replaced by this one.
+        Assert.Equal(["stop checkpointing a1", "state Restarting", "persist"], job.Log);
+        Assert.True(job.Superseded);
+        Assert.False(handler.IsRestarting);
+    }
+
+    [Fact]
     public async Task When_the_restart_strategy_allows_no_more_restarts_the_job_fails_for_good_with_the_failure()
     {
         var job = new FakeJob(Spec(maxRestarts: 2)) { Checkpoints = [] };
@@ -381,11 +397,17 @@ public sealed class FailoverHandlerTests : IDisposable
             Record.State = state;
         }
 
+        /// <summary>When set, every write of the record is refused as another activation's (it then is <see cref="Superseded"/>).</summary>
+        public bool RefusePersist { get; set; }
+
+        public bool Superseded { get; private set; }
+
         public Task<bool> PersistAsync()
         {
             Persisted++;
             Log.Add("persist");
-            return Task.FromResult(true);
+            Superseded |= RefusePersist;
+            return Task.FromResult(!RefusePersist);
         }
 
         public Task StopCheckpointingAsync(int attempt)

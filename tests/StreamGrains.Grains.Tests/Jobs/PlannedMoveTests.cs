@@ -170,6 +170,8 @@ public sealed class PlannedMoveTests : IDisposable
             Record.State = state;
         }
 
+        public bool Superseded => false;
+
         public Task<bool> PersistAsync()
         {
             Log.Add("persist");

@@ -132,8 +132,8 @@ public sealed class SiloProcessClusterTests(ITestOutputHelper output)
 
             await cluster.KillAsync(victim);
             Assert.True(cluster.Silos[victim].HasExited);
-            var recovered = await WaitThroughFailoverAsync(client, jobId, s => s.Attempt > status.Attempt && s.State is JobState.Running or JobState.Finished);
-            var final = recovered.State == JobState.Finished ? recovered : await WaitThroughFailoverAsync(client, jobId, static s => s.State.IsTerminal());
+            var recovered = await FailoverWait.UntilAsync(cluster, jobId, s => s.Attempt > status.Attempt && s.State is JobState.Running or JobState.Finished, Timeout);
+            var final = recovered.State == JobState.Finished ? recovered : await FailoverWait.UntilAsync(cluster, jobId, static s => s.State.IsTerminal(), Timeout);
 
             Assert.Equal(JobState.Finished, final.State);
             Assert.True(final.Restarts >= 1, $"expected a restart, saw {final.Restarts}: {string.Join(" | ", final.Warnings)}");
@@ -147,28 +147,7 @@ public sealed class SiloProcessClusterTests(ITestOutputHelper output)
         }
     }
 
-    /// <summary>
-    /// Waits for a status that satisfies <paramref name="condition"/>; while a killed silo's membership entry is still
-    /// being settled, the client's calls may fail with Orleans' own exceptions, so these are waited through.
-    /// </summary>
-    private static async Task<JobStatus> WaitThroughFailoverAsync(StreamGrains.Client.StreamGrainsClient client, JobId jobId, Func<JobStatus, bool> condition)
-    {
-        var deadline = Stopwatch.StartNew();
-        while (true)
-        {
-            try
-            {
-                return await client.WaitForAsync(jobId, condition, Timeout - deadline.Elapsed);
-            }
-            catch (Exception ex) when (deadline.Elapsed < Timeout && ex is OrleansException or TimeoutException { Source: "Orleans.Core" } or Orleans.Runtime.SiloUnavailableException)
-            {
-                // Polling: the next call goes to a live gateway or silo.
-                await Task.Delay(TimeSpan.FromMilliseconds(200));
-            }
-        }
-    }
-
-    private static void AssertExactCounts(Dictionary<string, long> expected, Dictionary<string, long> actual)
+    internal static void AssertExactCounts(Dictionary<string, long> expected, Dictionary<string, long> actual)
     {
         var wrong = expected.Where(e => actual.GetValueOrDefault(e.Key) != e.Value).Take(5).Select(e => $"{e.Key}: expected {e.Value}, got {actual.GetValueOrDefault(e.Key)}").ToList();
         Assert.True(wrong.Count == 0, $"counts differ: {string.Join(", ", wrong)}");
