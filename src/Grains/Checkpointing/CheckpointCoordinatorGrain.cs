@@ -47,7 +47,6 @@ internal sealed class CheckpointCoordinatorGrain(ICheckpointStorage storage, Orl
     private EpochFence? _fence;
     private CheckpointIdReservation? _ids;
     private bool _stopPreparing;
-    private bool _reservedIdsLoaded;
 
     private string JobId => this.GetPrimaryKeyString();
 
@@ -73,17 +72,15 @@ internal sealed class CheckpointCoordinatorGrain(ICheckpointStorage storage, Orl
         _fence = new EpochFence(storage, serializer, logger, JobId, start.Epoch);
         var store = await LoadStoreAsync();
         _nextId = Math.Max(_nextId, Math.Max(store.Latest?.CheckpointId ?? 0, start.RestoredCheckpointId ?? 0) + 1);
-        if (start.Resumed || !_reservedIdsLoaded)
+        if (start.Resumed || _ids is null)
         {
             // A new activation (the previous one may have been lost with its silo, whether the job fails over or not)
             // continues above every id reserved: a lost coordinator's checkpoint that never completed keeps its id.
-            _nextId = Math.Max(_nextId, await LoadReservedIdsAsync());
-            _reservedIdsLoaded = true;
-        }
-
-        if (start.Resumed)
-        {
-            logger.LogWarning("Job {Job}: checkpoint coordinator started again for attempt {Attempt} (epoch {Epoch}) after it was lost; checkpoints continue at id {Next}", JobId, start.Attempt, start.Epoch, _nextId);
+            _nextId = Math.Max(_nextId, await Ids.LoadOrSkipAsync(_nextId));
+            if (start.Resumed)
+            {
+                logger.LogWarning("Job {Job}: checkpoint coordinator started again for attempt {Attempt} (epoch {Epoch}) after it was lost; checkpoints continue at id {Next}", JobId, start.Attempt, start.Epoch, _nextId);
+            }
         }
 
         if (start.Spec.Checkpointing.Interval is { } interval && _attempt == start.Attempt)
@@ -571,20 +568,6 @@ internal sealed class CheckpointCoordinatorGrain(ICheckpointStorage storage, Orl
         }
 
         return false;
-    }
-
-    /// <summary>The bound below which a lost coordinator may have used ids; when storage cannot tell, a block above the current id.</summary>
-    private async Task<long> LoadReservedIdsAsync()
-    {
-        try
-        {
-            return await Ids.LoadAsync();
-        }
-        catch (Exception ex) when (ex is CheckpointStorageException or FormatException)
-        {
-            logger.LogWarning(ex, "Job {Job}: the reserved checkpoint ids could not be read; skipping {Block} ids", JobId, CheckpointIdReservation.Block);
-            return _nextId + CheckpointIdReservation.Block;
-        }
     }
 
     /// <summary>The store, read from storage once per activation (one shared task, so concurrent callers share the load).</summary>

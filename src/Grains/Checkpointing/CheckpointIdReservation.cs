@@ -29,6 +29,23 @@ internal sealed class CheckpointIdReservation(ICheckpointStorage storage, string
         return _reservedBelow;
     }
 
+    /// <summary>
+    /// The bound below which a lost coordinator may have used ids (<see cref="LoadAsync"/>); when storage cannot tell, a
+    /// block above <paramref name="next"/>, with a warning.
+    /// </summary>
+    public async Task<long> LoadOrSkipAsync(long next)
+    {
+        try
+        {
+            return await LoadAsync();
+        }
+        catch (Exception ex) when (ex is CheckpointStorageException or FormatException)
+        {
+            logger.LogWarning(ex, "Job {Job}: the reserved checkpoint ids could not be read; skipping {Block} ids", jobId, Block);
+            return next + Block;
+        }
+    }
+
     /// <summary>Makes sure <paramref name="checkpointId"/> is below the stored bound, raising it by a block when it is not; false when storage refused.</summary>
     public async Task<bool> ReserveAsync(long checkpointId)
     {

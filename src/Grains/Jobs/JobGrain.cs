@@ -131,11 +131,6 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
             return Rejected($"The spec names job '{requested}' but was sent to job '{id}'.");
         }
 
-        if (_record is not null)
-        {
-            return Rejected($"A job with id '{id}' already exists ({_record.State}); choose another id.");
-        }
-
         spec = spec with { JobId = id };
         var check = await _submission.CheckAsync(spec);
         if (!check.Accepted)
@@ -237,15 +232,7 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
     public Task OnCheckpointFailuresExceeded(int attempt, string reason) =>
         _record is null || attempt != _record.Attempt ? Task.CompletedTask : _failover.FailoverAsync(JobFailure.Of(JobFailureKind.CheckpointFailures, reason), attempt);
 
-    public async Task<CheckpointStats> TriggerCheckpoint(TimeSpan maxWait)
-    {
-        if (_record is null || State != JobState.Running || !_record.Spec.Checkpointing.Enabled)
-        {
-            throw new InvalidOperationException($"Job {Id} cannot take a checkpoint: it is {(_record is null ? "unknown" : State)}{(_record?.Spec.Checkpointing.Enabled == false ? " and has checkpointing disabled" : string.Empty)}.");
-        }
-
-        return await Coordinator.TriggerNow(_record.Attempt, maxWait);
-    }
+    public Task<CheckpointStats> TriggerCheckpoint(TimeSpan maxWait) => Coordinator.TriggerNow(CheckpointableAttempt("a checkpoint", string.Empty), maxWait);
 
     public Task<CheckpointStats> WaitForCheckpoint(long checkpointId, TimeSpan maxWait) => Coordinator.WaitFor(checkpointId, maxWait);
 
@@ -254,13 +241,13 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
     public async Task<SavepointStatus> TriggerSavepoint(SavepointRequest request, TimeSpan maxWait)
     {
         ArgumentNullException.ThrowIfNull(request);
-        if (_record is null || State != JobState.Running || !_record.Spec.Checkpointing.Enabled)
-        {
-            throw new InvalidOperationException($"Job {Id} cannot take a savepoint: it is {(_record is null ? "unknown" : State)}{(_record?.Spec.Checkpointing.Enabled == false ? " and has checkpointing disabled (savepoints need checkpoint storage and the coordinator)" : string.Empty)}.");
-        }
-
-        return await _watch.TriggerSavepointAsync(_record.Attempt, request, maxWait);
+        return await _watch.TriggerSavepointAsync(CheckpointableAttempt("a savepoint", " (savepoints need checkpoint storage and the coordinator)"), request, maxWait);
     }
+
+    /// <summary>The running attempt of a job with checkpointing on; throws an error naming <paramref name="what"/> otherwise.</summary>
+    private int CheckpointableAttempt(string what, string why) => _record is { Spec.Checkpointing.Enabled: true } record && State == JobState.Running
+        ? record.Attempt
+        : throw new InvalidOperationException($"Job {Id} cannot take {what}: it is {(_record is null ? "unknown" : State)}{(_record?.Spec.Checkpointing.Enabled == false ? " and has checkpointing disabled" + why : string.Empty)}.");
 
     public Task<SavepointStatus> WaitForSavepoint(long checkpointId, TimeSpan maxWait) => _watch.WaitForSavepointAsync(_record?.Attempt ?? 0, checkpointId, maxWait);
 
@@ -314,26 +301,15 @@ internal sealed class JobGrain : Grain, IJobGrain, IRestartableJob
 
     public async Task<bool> PersistAsync()
     {
-        if (await _records.WriteAsync(Id, _record!))
-        {
-            return true;
-        }
-
-        if (_records.Superseded)
+        var written = await _records.WriteAsync(Id, _record!);
+        if (!written && _records.Superseded)
         {
             // Another activation owns the job now (Orleans created it when this one's directory entry was lost with its
             // silo): this one leaves, so that calls and heartbeats reach the activation that owns the record.
-            try
-            {
-                DeactivateOnIdle();
-            }
-            catch (InvalidOperationException)
-            {
-                // Orleans already deactivated it (a restart's continuation ran on after that): nothing left to leave.
-            }
+            JobRecordStore.LeaveSuperseded(GrainContext);
         }
 
-        return false;
+        return written;
     }
 
     public bool Superseded => _records.Superseded;

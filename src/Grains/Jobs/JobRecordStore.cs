@@ -77,4 +77,18 @@ internal sealed class JobRecordStore(ICheckpointStorage storage, Orleans.Seriali
             return false;
         }
     }
+
+    /// <summary>Deactivates the superseded activation <paramref name="activation"/>; nothing happens when Orleans already did.</summary>
+    public static void LeaveSuperseded(IGrainContext activation)
+    {
+        ArgumentNullException.ThrowIfNull(activation);
+        try
+        {
+            activation.Deactivate(new DeactivationReason(DeactivationReasonCode.ApplicationRequested, "another activation of the job grain owns the job's record"));
+        }
+        catch (InvalidOperationException)
+        {
+            // Orleans already deactivated it (a restart's continuation ran on after that): nothing left to leave.
+        }
+    }
 }
