@@ -202,8 +202,7 @@ internal static class RecoveryBenchmark
         {
             var before = await client.GetStatusAsync(jobId, cancellationToken: cancellationToken);
             failedAt = DateTimeOffset.UtcNow;
-            await environment.KillSiloWithKeyedSubtaskAsync(before, cancellationToken);
-            failure = "silo_killed";
+            failure = await environment.KillSiloWithKeyedSubtaskAsync(before, cancellationToken) ? "silo_killed_with_job_grain_or_coordinator" : "silo_killed";
         }
 
         // The status carries when each subtask of the new attempt became ready and processed its first record.
