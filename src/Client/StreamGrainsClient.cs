@@ -286,7 +286,16 @@ public sealed class StreamGrainsClient : IAsyncDisposable
 
             // Short waits so that progress is reported about once a second.
             var checkpointId = status.CheckpointId;
-            status = await Retry.RunAsync($"Waiting for the savepoint of job '{jobId}'", () => Job(jobId).WaitForSavepoint(checkpointId, CheckpointPollWait(deadline) < TimeSpan.FromSeconds(1) ? CheckpointPollWait(deadline) : TimeSpan.FromSeconds(1)).WaitAsync(cancellationToken), cancellationToken);
+            try
+            {
+                status = await Retry.RunAsync($"Waiting for the savepoint of job '{jobId}'", () => Job(jobId).WaitForSavepoint(checkpointId, CheckpointPollWait(deadline) < TimeSpan.FromSeconds(1) ? CheckpointPollWait(deadline) : TimeSpan.FromSeconds(1)).WaitAsync(cancellationToken), cancellationToken);
+            }
+            catch (InvalidOperationException ex) when (ex.Message.Contains("has no record of a savepoint", StringComparison.Ordinal))
+            {
+                // The job grain and the coordinator that knew the savepoint were both lost with their silos: it cannot complete.
+                status = status with { Phase = Snapshots.SavepointPhase.Failed, FailureMessage = $"the savepoint was lost with the silo of its job grain or checkpoint coordinator and did not complete ({ex.Message})" };
+            }
+
             progress?.Report(status);
         }
 
